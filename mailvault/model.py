@@ -1,0 +1,47 @@
+"""Plain data types shared by sources, the vault and targets.
+
+Sources yield :class:`FolderInfo` and :class:`SourceMessage`; the vault stores
+them as snapshot folder entries and manifest entries (see docs/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class FolderInfo:
+    """One folder (mailbox) as the source describes it."""
+
+    #: Decoded Unicode name, hierarchy levels joined by ``delimiter``.
+    name: str
+    #: The name exactly as the server or the disk gives it (e.g. modified UTF-7).
+    name_raw: str
+    #: Hierarchy delimiter (``"/"``, ``"."``) or None for a flat namespace.
+    delimiter: str | None = "/"
+    #: Special-use attribute such as ``"\\Sent"`` (RFC 6154), if known.
+    special_use: str | None = None
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+
+
+@dataclass
+class SourceMessage:
+    """One message with its metadata, as read from a source."""
+
+    #: IMAP UID (int), POP3 UIDL or a local identifier (str).
+    uid: int | str
+    #: The exact raw bytes; never modified.
+    raw: bytes
+    #: IMAP system flags and keywords, e.g. ``("\\Seen", "$Forwarded")``.
+    flags: tuple[str, ...] = ()
+    #: INTERNALDATE, timezone-aware.
+    internaldate: datetime | None = None
+    #: Gmail labels, message id and thread id, when the source knows them.
+    labels: tuple[str, ...] = ()
+    gm_msgid: int | None = None
+    gm_thrid: int | None = None
+    #: Extra source-specific fields worth keeping (JSON-serialisable).
+    extra: dict[str, object] = field(default_factory=dict)
