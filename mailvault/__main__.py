@@ -1,0 +1,3 @@
+from mailvault.cli import main
+
+main()

@@ -1,0 +1,212 @@
+"""Index files and their local SQLite cache.
+
+An index file (``index/<id>``) lists packs with their headers: blob -> pack,
+block, offset, length. Opening a vault must not re-read every index file, so
+the decoded entries live in a SQLite cache on the local machine, keyed by the
+vault id. The cache is derived data: it is brought up to date from the
+listing of ``index/`` on open and rebuilt from scratch whenever an index file
+it knows has disappeared (after prune) or the file is unusable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from mailvault.errors import FormatError
+from mailvault.storage.base import Backend
+from mailvault.vault.crypto import Sealer
+from mailvault.vault.format import (
+    AD_INDEX,
+    BlockInfo,
+    PackHeader,
+    decode_index,
+    encode_index,
+    id_from_name,
+    index_name,
+    sha256,
+)
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS index_files(id BLOB PRIMARY KEY) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS packs(n INTEGER PRIMARY KEY, id BLOB UNIQUE NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks(
+    pack INTEGER, block INTEGER, offset INTEGER, sealed_len INTEGER, raw_len INTEGER, dict BLOB,
+    PRIMARY KEY(pack, block)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs(
+    id BLOB PRIMARY KEY, type INTEGER, pack INTEGER, block INTEGER, offset INTEGER, length INTEGER
+) WITHOUT ROWID;
+"""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a blob lives."""
+
+    pack_id: bytes
+    block_no: int
+    block: BlockInfo
+    offset: int
+    length: int
+    type: int
+
+
+def default_cache_root() -> Path:
+    env = os.environ.get("MAILVAULT_CACHE_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("mailvault"))
+
+
+def encode_index_file(sealer: Sealer, packs: list[tuple[bytes, PackHeader]]) -> tuple[bytes, bytes]:
+    """Return (index id, sealed index bytes)."""
+    sealed = sealer.seal(zstandard.ZstdCompressor(level=3).compress(encode_index(packs)), AD_INDEX)
+    return sha256(sealed), sealed
+
+
+def decode_index_file(sealer: Sealer, sealed: bytes) -> list[tuple[bytes, PackHeader]]:
+    plain = sealer.open(sealed, AD_INDEX)
+    try:
+        data = zstandard.ZstdDecompressor().decompress(plain, max_output_size=1 << 31)
+    except zstandard.ZstdError as exc:
+        raise FormatError(f"index file does not decompress: {exc}") from None
+    return decode_index(data)
+
+
+class IndexCache:
+    """SQLite-backed map blob id -> location, kept in step with ``index/``."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._db = self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.path is None:
+            db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=60, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+            db.commit()
+        elif row[0] != SCHEMA_VERSION:
+            db.close()
+            raise FormatError("index cache has another schema")
+        return db
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _reset(self) -> None:
+        self._db.executescript(
+            "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blocks; DELETE FROM blobs;"
+        )
+        self._db.commit()
+
+    # -- sync ---------------------------------------------------------------------------
+    def sync(self, backend: Backend, sealer: Sealer) -> int:
+        """Load index files not yet cached; rebuild if some have gone. Returns files loaded."""
+        present = {id_from_name(name) for name, _ in backend.list("index/")}
+        cached = {bytes(r[0]) for r in self._db.execute("SELECT id FROM index_files")}
+        if cached - present:
+            self._reset()
+            cached = set()
+        missing = present - cached
+        for index_id in sorted(missing):
+            sealed = backend.get(index_name(index_id))
+            if sha256(sealed) != index_id:
+                from mailvault.errors import IntegrityError
+
+                raise IntegrityError(f"index file {index_id.hex()[:12]} does not match its id")
+            self.add(index_id, decode_index_file(sealer, sealed))
+        return len(missing)
+
+    def add(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
+        """Record packs (from an index file, or just written when index_id is None)."""
+        db = self._db
+        with db:
+            for pack_id, header in packs:
+                db.execute("INSERT OR IGNORE INTO packs(id) VALUES (?)", (pack_id,))
+                (n,) = db.execute("SELECT n FROM packs WHERE id=?", (pack_id,)).fetchone()
+                db.executemany(
+                    "INSERT OR IGNORE INTO blocks VALUES (?,?,?,?,?,?)",
+                    [
+                        (n, i, b.offset, b.sealed_len, b.raw_len, b.dict_id)
+                        for i, b in enumerate(header.blocks)
+                    ],
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                    [(e.id, e.type, n, e.block, e.offset, e.length) for e in header.blobs],
+                )
+            if index_id is not None:
+                db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_id,))
+
+    # -- queries ------------------------------------------------------------------------
+    def has(self, blob_id: bytes) -> bool:
+        return self._db.execute("SELECT 1 FROM blobs WHERE id=?", (blob_id,)).fetchone() is not None
+
+    def lookup(self, blob_id: bytes) -> Location | None:
+        row = self._db.execute(
+            "SELECT p.id, b.block, k.offset, k.sealed_len, k.raw_len, k.dict, b.offset, b.length, b.type "
+            "FROM blobs b JOIN packs p ON p.n=b.pack JOIN blocks k ON k.pack=b.pack AND k.block=b.block "
+            "WHERE b.id=?",
+            (blob_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Location(
+            bytes(row[0]), row[1], BlockInfo(row[2], row[3], row[4], bytes(row[5])), row[6], row[7], row[8]
+        )
+
+    def pack_ids(self) -> set[bytes]:
+        return {bytes(r[0]) for r in self._db.execute("SELECT id FROM packs")}
+
+    def index_ids(self) -> set[bytes]:
+        return {bytes(r[0]) for r in self._db.execute("SELECT id FROM index_files")}
+
+    def blob_stats(self, blob_type: int) -> tuple[int, int]:
+        row = self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(length),0) FROM blobs WHERE type=?", (blob_type,)
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def iter_blobs(self) -> Iterator[tuple[bytes, int]]:
+        for blob_id, blob_type in self._db.execute("SELECT id, type FROM blobs"):
+            yield bytes(blob_id), int(blob_type)
+
+
+def open_cache(vault_id: str, *, root: Path | None = None) -> IndexCache:
+    """Open (or create) the cache for a vault; fall back to memory if unusable."""
+    base = (root or default_cache_root()) / vault_id
+    path = base / "index.sqlite"
+    try:
+        return IndexCache(path)
+    except (sqlite3.DatabaseError, FormatError, OSError):
+        with contextlib.suppress(OSError):
+            path.unlink()
+        try:
+            return IndexCache(path)
+        except (sqlite3.DatabaseError, FormatError, OSError):
+            return IndexCache(None)
+
+
+def rebuild(cache: IndexCache, backend: Backend, sealer: Sealer) -> int:
+    """Forget the cache and re-read (and verify) every index file."""
+    cache._reset()
+    return cache.sync(backend, sealer)

@@ -1,0 +1,160 @@
+"""Vault locks: shared for writers and readers of data that must not vanish, exclusive for prune.
+
+A lock is an object ``locks/<random hex>`` holding sealed JSON (host, pid, time,
+exclusive). It is refreshed (rewritten under a new name) every few minutes while
+held. A lock is *stale* when it was not refreshed for :data:`STALE_AFTER` seconds,
+or when it belongs to this host and its process no longer exists; stale locks are
+ignored and can be removed with ``mailvault unlock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+from mailvault.errors import IntegrityError, LockedError, ObjectNotFound
+from mailvault.storage.base import Backend
+from mailvault.vault.crypto import Sealer
+from mailvault.vault.format import AD_LOCK
+
+STALE_AFTER = 30 * 60
+REFRESH_EVERY = 5 * 60
+
+
+@dataclass(frozen=True)
+class LockInfo:
+    name: str
+    host: str
+    pid: int
+    time: float
+    exclusive: bool
+
+    def is_stale(self, now: float | None = None) -> bool:
+        now = time.time() if now is None else now
+        if now - self.time > STALE_AFTER:
+            return True
+        if self.host == socket.gethostname():
+            try:
+                os.kill(self.pid, 0)
+            except ProcessLookupError:
+                return True
+            except PermissionError:
+                return False
+        return False
+
+    def describe(self) -> str:
+        kind = "exclusive" if self.exclusive else "shared"
+        age = int(time.time() - self.time)
+        return f"{kind} lock by pid {self.pid} on {self.host} ({age}s ago)"
+
+
+def read_locks(backend: Backend, sealer: Sealer) -> list[LockInfo]:
+    out = []
+    for name, _ in backend.list("locks/"):
+        try:
+            doc = json.loads(sealer.open(backend.get(name), AD_LOCK))
+            out.append(
+                LockInfo(name, doc["host"], int(doc["pid"]), float(doc["time"]), bool(doc["exclusive"]))
+            )
+        except ObjectNotFound:
+            continue
+        except (IntegrityError, ValueError, KeyError):
+            # Unreadable lock: treat as a stale foreign lock (it cannot be ours).
+            out.append(LockInfo(name, "?", 0, 0.0, False))
+    return out
+
+
+class Lock:
+    """A held lock; use as a context manager or call release()."""
+
+    def __init__(self, backend: Backend, sealer: Sealer, exclusive: bool) -> None:
+        self._backend = backend
+        self._sealer = sealer
+        self.exclusive = exclusive
+        self.name = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mutex = threading.Lock()
+
+    def _write(self) -> str:
+        doc = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "time": time.time(),
+            "exclusive": self.exclusive,
+        }
+        name = f"locks/{secrets.token_hex(32)}"
+        self._backend.put(name, self._sealer.seal(json.dumps(doc).encode(), AD_LOCK), exclusive=True)
+        return name
+
+    def _conflicts(self) -> list[LockInfo]:
+        now = time.time()
+        return [
+            lk
+            for lk in read_locks(self._backend, self._sealer)
+            if lk.name != self.name and not lk.is_stale(now) and (self.exclusive or lk.exclusive)
+        ]
+
+    def acquire(self, wait: float = 0.0) -> Lock:
+        deadline = time.monotonic() + wait
+        while True:
+            conflicts = self._conflicts()
+            if not conflicts:
+                self.name = self._write()
+                # Re-check: someone may have written a conflicting lock meanwhile.
+                conflicts = self._conflicts()
+                if not conflicts:
+                    break
+                self._backend.delete(self.name)
+                self.name = ""
+            if time.monotonic() >= deadline:
+                raise LockedError(
+                    f"vault is locked: {conflicts[0].describe()}; "
+                    "if that process is gone, run 'mailvault unlock'"
+                )
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+        self._thread = threading.Thread(target=self._refresh_loop, name="mailvault-lock", daemon=True)
+        self._thread.start()
+        return self
+
+    def _refresh_loop(self) -> None:
+        while not self._stop.wait(REFRESH_EVERY):
+            with self._mutex:
+                if not self.name:
+                    return
+                # A failed refresh must not kill the run; the next one retries.
+                with contextlib.suppress(Exception):
+                    new = self._write()
+                    old, self.name = self.name, new
+                    self._backend.delete(old)
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self._mutex:
+            if self.name:
+                self._backend.delete(self.name)
+                self.name = ""
+
+    def __enter__(self) -> Lock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def remove_locks(backend: Backend, sealer: Sealer, *, all_locks: bool = False) -> list[LockInfo]:
+    """Delete stale locks (or every lock with all_locks); return what was removed."""
+    removed = []
+    for lk in read_locks(backend, sealer):
+        if all_locks or lk.is_stale():
+            backend.delete(lk.name)
+            removed.append(lk)
+    return removed

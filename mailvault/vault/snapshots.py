@@ -1,0 +1,199 @@
+"""Snapshots and folder manifests.
+
+A snapshot (``snapshots/<id>``) is the commit point of one run for one account:
+sealed, zstd-compressed JSON naming the folders and, per folder, the id of a
+*manifest* blob. A manifest lists the folder's messages; it is stored as a blob
+in a pack (type 1), so a folder whose manifest did not change since the last
+run costs nothing to store again: its bytes, and so its id, are the same.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import zstandard
+
+from mailvault.errors import FormatError
+from mailvault.model import FolderInfo, SourceMessage
+from mailvault.vault.crypto import Sealer
+from mailvault.vault.format import AD_SNAPSHOT, FORMAT_VERSION, sha256
+
+MANIFEST_VERSION = 1
+
+
+@dataclass
+class ManifestEntry:
+    """One message in a folder manifest."""
+
+    uid: int | str
+    blob: str  # hex SHA-256 of the raw bytes
+    flags: list[str]
+    internaldate: str | None  # ISO 8601 with offset
+    size: int
+    labels: list[str] = field(default_factory=list)
+    gm_msgid: int | None = None
+    gm_thrid: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> list[Any]:
+        row: list[Any] = [self.uid, self.blob, self.flags, self.internaldate, self.size]
+        opt: dict[str, Any] = {}
+        if self.labels:
+            opt["labels"] = self.labels
+        if self.gm_msgid is not None:
+            opt["gm_msgid"] = self.gm_msgid
+        if self.gm_thrid is not None:
+            opt["gm_thrid"] = self.gm_thrid
+        if self.extra:
+            opt["extra"] = self.extra
+        if opt:
+            row.append(opt)
+        return row
+
+    @classmethod
+    def from_json(cls, row: list[Any]) -> ManifestEntry:
+        if not isinstance(row, list) or len(row) < 5:
+            raise FormatError("manifest entry is malformed")
+        opt = row[5] if len(row) > 5 and isinstance(row[5], dict) else {}
+        return cls(
+            uid=row[0],
+            blob=row[1],
+            flags=list(row[2]),
+            internaldate=row[3],
+            size=int(row[4]),
+            labels=list(opt.get("labels", [])),
+            gm_msgid=opt.get("gm_msgid"),
+            gm_thrid=opt.get("gm_thrid"),
+            extra=dict(opt.get("extra", {})),
+        )
+
+    @classmethod
+    def from_message(cls, msg: SourceMessage, blob_hex: str) -> ManifestEntry:
+        return cls(
+            uid=msg.uid,
+            blob=blob_hex,
+            flags=list(msg.flags),
+            internaldate=msg.internaldate.isoformat() if msg.internaldate else None,
+            size=len(msg.raw),
+            labels=list(msg.labels),
+            gm_msgid=msg.gm_msgid,
+            gm_thrid=msg.gm_thrid,
+            extra=dict(msg.extra),
+        )
+
+
+def encode_manifest(entries: list[ManifestEntry]) -> bytes:
+    doc = {"v": MANIFEST_VERSION, "messages": [e.to_json() for e in entries]}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+
+
+def decode_manifest(data: bytes) -> list[ManifestEntry]:
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        raise FormatError("manifest is not valid JSON") from None
+    if not isinstance(doc, dict) or doc.get("v") != MANIFEST_VERSION:
+        raise FormatError("unsupported manifest version")
+    return [ManifestEntry.from_json(r) for r in doc["messages"]]
+
+
+@dataclass
+class SnapshotFolder:
+    name: str
+    name_raw: str
+    delimiter: str | None
+    special_use: str | None
+    uidvalidity: int | None
+    uidnext: int | None
+    highestmodseq: int | None
+    manifest: str  # hex blob id of the manifest
+    messages: int
+    bytes: int
+
+    @classmethod
+    def build(cls, info: FolderInfo, manifest_hex: str, messages: int, size: int) -> SnapshotFolder:
+        return cls(
+            name=info.name,
+            name_raw=info.name_raw,
+            delimiter=info.delimiter,
+            special_use=info.special_use,
+            uidvalidity=info.uidvalidity,
+            uidnext=info.uidnext,
+            highestmodseq=info.highestmodseq,
+            manifest=manifest_hex,
+            messages=messages,
+            bytes=size,
+        )
+
+
+@dataclass
+class Snapshot:
+    time: str
+    host: str
+    account: str
+    source_kind: str
+    source_address: str
+    folders: list[SnapshotFolder]
+    summary: dict[str, Any] = field(default_factory=dict)
+    tags: list[str] = field(default_factory=list)
+    id: str = ""  # hex; set when loaded or saved, not stored
+
+    @property
+    def messages(self) -> int:
+        return sum(f.messages for f in self.folders)
+
+    @property
+    def size(self) -> int:
+        return sum(f.bytes for f in self.folders)
+
+    @property
+    def datetime(self) -> datetime:
+        return datetime.fromisoformat(self.time)
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "version": FORMAT_VERSION,
+            "time": self.time,
+            "host": self.host,
+            "account": self.account,
+            "source": {"kind": self.source_kind, "address": self.source_address},
+            "folders": [asdict(f) for f in self.folders],
+            "summary": self.summary,
+            "tags": self.tags,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], snapshot_id: str) -> Snapshot:
+        if doc.get("version") != FORMAT_VERSION:
+            raise FormatError(f"snapshot {snapshot_id[:12]} has unsupported version {doc.get('version')}")
+        try:
+            return cls(
+                time=doc["time"],
+                host=doc["host"],
+                account=doc["account"],
+                source_kind=doc["source"]["kind"],
+                source_address=doc["source"]["address"],
+                folders=[SnapshotFolder(**f) for f in doc["folders"]],
+                summary=dict(doc.get("summary", {})),
+                tags=list(doc.get("tags", [])),
+                id=snapshot_id,
+            )
+        except (KeyError, TypeError) as exc:
+            raise FormatError(f"snapshot {snapshot_id[:12]} is malformed: {exc}") from None
+
+    def seal(self, sealer: Sealer) -> tuple[bytes, bytes]:
+        plain = json.dumps(self.to_doc(), ensure_ascii=False, sort_keys=True).encode()
+        sealed = sealer.seal(zstandard.ZstdCompressor(level=6).compress(plain), AD_SNAPSHOT)
+        return sha256(sealed), sealed
+
+    @classmethod
+    def unseal(cls, sealer: Sealer, sealed: bytes, snapshot_id: str) -> Snapshot:
+        plain = sealer.open(sealed, AD_SNAPSHOT)
+        try:
+            doc = json.loads(zstandard.ZstdDecompressor().decompress(plain, max_output_size=1 << 30))
+        except (zstandard.ZstdError, ValueError) as exc:
+            raise FormatError(f"snapshot {snapshot_id[:12]} is unreadable: {exc}") from None
+        return cls.from_doc(doc, snapshot_id)
