@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install mailvault with its test extras into .venv, make sure the servers the tests
+# need are present, then run ruff, mypy and the whole pytest suite.
+#   MAILVAULT_CORPUS=/path/to/shared/corpus  selects the corpus tier (../shared/corpus is used if present)
+#   extra arguments are passed to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v dovecot >/dev/null 2>&1 || ! command -v doveadm >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing Dovecot (dovecot-imapd, dovecot-pop3d)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y -q dovecot-imapd dovecot-pop3d >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd dovecot-pop3d >/dev/null; }
+    else
+        echo "== Dovecot is not installed; the Dovecot tests will be skipped (apt-get install dovecot-imapd dovecot-pop3d)"
+    fi
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    "$PY" -m venv .venv
+fi
+echo "== installing mailvault[test]"
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ -z "${MAILVAULT_CORPUS:-}" ] && [ -d ../shared/corpus ]; then
+    MAILVAULT_CORPUS=$(cd ../shared/corpus && pwd)
+    export MAILVAULT_CORPUS
+fi
+echo "== corpus tier: ${MAILVAULT_CORPUS:-off (set MAILVAULT_CORPUS to enable)}"
+
+echo "== ruff"
+.venv/bin/ruff check mailvault tests bench
+.venv/bin/ruff format --check mailvault tests bench
+echo "== mypy (strict)"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest -q "$@"
