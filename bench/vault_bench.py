@@ -1,0 +1,687 @@
+#!/usr/bin/env python3
+"""Benchmark mailvault's vault against anchor tools on the same mail.
+
+Converts a corpus of single-message files into a Dovecot-style Maildir++ tree
+(or uses an existing Maildir), then backs it up with
+
+* ``mailvault init`` + ``mailvault import`` (default settings, encrypted), a
+  second ``import`` of the same tree (size growth) and ``check --read-data``;
+* ``borg init -e repokey`` + ``borg create --compression zstd,3``;
+* ``restic init`` + ``restic backup`` (0.14: no compression);
+* ``tar -cf - DIR | zstd -3``;
+* ``zstd -3`` of every message on its own (Python ``zstandard``), as a reference;
+
+each in a fresh temporary directory, and prints stored size / raw message bytes,
+wall time, throughput and peak RSS.  Everything stays local: no message is sent
+anywhere.  See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_CORPUS_ROOT = "/work/shared/corpus"
+TOOLS = ("mailvault", "borg", "restic", "tar-zstd", "zstd-per-message")
+PASSWORD = "bench-password-not-secret"  # throwaway password for throwaway repositories
+MIB = 1024 * 1024
+
+
+class BenchError(Exception):
+    """A problem with the benchmark's input or environment (reported without a traceback)."""
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- input
+
+
+def default_corpus() -> Path:
+    return Path(os.environ.get("MAILVAULT_CORPUS", DEFAULT_CORPUS_ROOT)) / "spamassassin"
+
+
+def _corpus_folders(corpus: Path) -> list[tuple[str, list[Path]]]:
+    """(folder name, message files) for a corpus of single-message files.
+
+    Sub-directories become folders; files directly in ``corpus`` go to INBOX.
+    Hidden files are skipped.
+    """
+    if not corpus.exists():
+        raise BenchError(
+            f"corpus directory {corpus} does not exist "
+            "(pass --corpus DIR or --maildir DIR, or set MAILVAULT_CORPUS to the directory holding spamassassin/)"
+        )
+    if not corpus.is_dir():
+        raise BenchError(f"corpus {corpus} is not a directory")
+    folders: list[tuple[str, list[Path]]] = []
+    top = sorted(p for p in corpus.iterdir() if p.is_file() and not p.name.startswith("."))
+    if top:
+        folders.append(("INBOX", top))
+    for sub in sorted(p for p in corpus.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = sorted(p for p in sub.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if files:
+            folders.append((sub.name, files))
+    if not folders:
+        raise BenchError(f"corpus {corpus} contains no message files")
+    return folders
+
+
+def build_maildir(corpus: Path, dest: Path) -> None:
+    """Write ``corpus`` as a Maildir++ tree (Dovecot layout) at ``dest``.
+
+    INBOX is the root's cur/new/tmp; every corpus folder F becomes ``.F/`` with its
+    own cur/new/tmp and a ``maildirfolder`` marker.  Messages go to ``cur/`` as
+    ``<mtime>.M<n>P<pid>.bench,S=<size>:2,S`` (seen), bytes and mtime unchanged.
+    """
+    folders = _corpus_folders(corpus)
+    pid = os.getpid()
+    counter = 0
+    for sub in ("cur", "new", "tmp"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    for name, files in folders:
+        if name == "INBOX":
+            fdir = dest
+        else:
+            fdir = dest / ("." + name.replace(".", "_"))
+            for sub in ("cur", "new", "tmp"):
+                (fdir / sub).mkdir(parents=True, exist_ok=True)
+            (fdir / "maildirfolder").touch()
+        for src in files:
+            st = src.stat()
+            counter += 1
+            target = fdir / "cur" / f"{int(st.st_mtime)}.M{counter}P{pid}.bench,S={st.st_size}:2,S"
+            shutil.copyfile(src, target)
+            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    (dest / "subscriptions").write_text("".join(n + "\n" for n, _ in folders if n != "INBOX"))
+
+
+def maildir_messages(maildir: Path) -> list[Path]:
+    """Every message file of a Maildir / Maildir++ tree (files in any cur/ or new/)."""
+    msgs = []
+    for dirpath, dirnames, filenames in os.walk(maildir):
+        dirnames.sort()
+        if os.path.basename(dirpath) in ("cur", "new"):
+            msgs.extend(Path(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
+    return msgs
+
+
+def tree_bytes(path: Path) -> int:
+    """Sum of the sizes of all regular files under ``path`` (like ``du -sb`` without directory entries)."""
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _dirnames, filenames in os.walk(path):
+        for f in filenames:
+            st = os.lstat(os.path.join(dirpath, f))
+            if not os.path.islink(os.path.join(dirpath, f)):
+                total += st.st_size
+    return total
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+@dataclass
+class Measured:
+    argv: str
+    wall: float
+    rss_kib: int
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def rss_mib(self) -> float:
+        return self.rss_kib / 1024
+
+
+class StepFailed(Exception):
+    def __init__(self, m: Measured) -> None:
+        tail = (m.stderr.strip() or m.stdout.strip())[-400:]
+        super().__init__(f"`{m.argv}` exited {m.rc}: {tail}")
+        self.measured = m
+
+
+def run_measured(
+    cmds: Sequence[Sequence[str]],
+    *,
+    env: dict[str, str],
+    cwd: Path,
+    stdout_path: Path | None = None,
+    timeout: float = 1800,
+    check: bool = True,
+) -> Measured:
+    """Run a command (or a pipeline ``cmds[0] | cmds[1] | ...``) and measure it.
+
+    Wall time is perf_counter around start..last exit.  Peak RSS comes from
+    ``os.wait4`` on each child -- the same source GNU ``/usr/bin/time`` uses --
+    which, unlike ``getrusage(RUSAGE_CHILDREN)``, is per run instead of a running
+    maximum over everything this process ever waited for.  For a pipeline it is
+    the largest member's peak (they run concurrently, so the sum would also be
+    defensible; the maximum is what ``time`` on the whole shell pipeline shows).
+    """
+    argv = " | ".join(" ".join(c) for c in cmds)
+    procs: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
+        final_out = open(stdout_path, "wb") if stdout_path else out  # noqa: SIM115
+        try:
+            t0 = time.perf_counter()
+            prev_stdout = None
+            for i, cmd in enumerate(cmds):
+                last = i == len(cmds) - 1
+                p = subprocess.Popen(
+                    list(cmd),
+                    cwd=cwd,
+                    env=env,
+                    stdin=prev_stdout if prev_stdout is not None else subprocess.DEVNULL,
+                    stdout=final_out if last else subprocess.PIPE,
+                    stderr=err,
+                )
+                if prev_stdout is not None:
+                    prev_stdout.close()  # so the producer gets SIGPIPE if the consumer dies
+                prev_stdout = p.stdout
+                procs.append(p)
+            timer = threading.Timer(timeout, lambda: [p.kill() for p in procs if p.returncode is None])
+            timer.daemon = True
+            timer.start()
+            rss = 0
+            rc = 0
+            try:
+                for p in procs:
+                    _pid, status, ru = os.wait4(p.pid, 0)
+                    p.returncode = os.waitstatus_to_exitcode(status)
+                    rss = max(rss, ru.ru_maxrss)  # KiB on Linux
+                    rc = rc or p.returncode
+            finally:
+                timer.cancel()
+            wall = time.perf_counter() - t0
+        finally:
+            if stdout_path:
+                final_out.close()
+        out.seek(0)
+        err.seek(0)
+        m = Measured(
+            argv,
+            wall,
+            rss,
+            rc,
+            out.read().decode("utf-8", "replace"),
+            err.read().decode("utf-8", "replace"),
+        )
+    if check and m.rc != 0:
+        raise StepFailed(m)
+    return m
+
+
+def tool_version(argv: list[str]) -> str:
+    try:
+        cp = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "?"
+    line = (cp.stdout.strip() or cp.stderr.strip()).splitlines()
+    return line[0] if line else "?"
+
+
+# --------------------------------------------------------------------------- tools
+
+
+@dataclass
+class Ctx:
+    maildir: Path
+    raw_bytes: int
+    messages: int
+    workdir: Path  # fresh, empty, per tool run
+    base_env: dict[str, str]
+    timeout: float
+
+
+@dataclass
+class ToolResult:
+    tool: str
+    label: str
+    status: str = "ok"  # ok | not installed | failed: ...
+    stored_bytes: int | None = None
+    wall: float | None = None  # the backup step alone (import / create / backup / pipeline)
+    rss_mib: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def mailvault_cmd() -> list[str] | None:
+    exe = shutil.which("mailvault")
+    if exe:
+        return [exe]
+    try:
+        import mailvault  # noqa: F401
+    except ImportError:
+        return None
+    return [sys.executable, "-m", "mailvault"]
+
+
+def _json_out(m: Measured) -> dict[str, Any]:
+    try:
+        return json.loads(m.stdout)
+    except json.JSONDecodeError:
+        return {}
+
+
+def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
+    mv = mailvault_cmd()
+    if mv is None:
+        res.status = "not installed"
+        return
+    res.extra["version"] = tool_version([*mv, "--version"])
+    vault = ctx.workdir / "vault"
+    cache = ctx.workdir / "cache"
+    env = {**ctx.base_env, "MAILVAULT_PASSWORD": PASSWORD, "MAILVAULT_CACHE_DIR": str(cache)}
+    run = lambda *a: run_measured([[*mv, *a]], env=env, cwd=ctx.workdir, timeout=ctx.timeout)  # noqa: E731
+
+    init = run("init", str(vault), "--json")
+    imp = run(
+        "import", str(vault), str(ctx.maildir), "--account", "bench", "--format", "maildir", "-q", "--json"
+    )
+    size1 = tree_bytes(vault)
+    info = _json_out(imp)
+    if info.get("messages") not in (None, ctx.messages):
+        res.extra["warning"] = (
+            f"mailvault imported {info.get('messages')} messages, the tree has {ctx.messages}"
+        )
+    res.stored_bytes, res.wall, res.rss_mib = size1, imp.wall, imp.rss_mib
+    res.extra.update(
+        init_wall=init.wall,
+        init_rss_mib=init.rss_mib,
+        imported_messages=info.get("messages"),
+        new_messages=info.get("new_messages"),
+        cache_bytes=tree_bytes(cache) if cache.exists() else 0,
+    )
+
+    re_imp = run(
+        "import", str(vault), str(ctx.maildir), "--account", "bench", "--format", "maildir", "-q", "--json"
+    )
+    size2 = tree_bytes(vault)
+    res.extra.update(
+        reimport_wall=re_imp.wall,
+        reimport_rss_mib=re_imp.rss_mib,
+        reimport_growth_bytes=size2 - size1,
+        reimport_growth_pct=(size2 - size1) / size1 * 100 if size1 else None,
+        reimport_new_messages=_json_out(re_imp).get("new_messages"),
+    )
+
+    chk = run_measured(
+        [[*mv, "check", str(vault), "--read-data", "-q", "--json"]],
+        env=env,
+        cwd=ctx.workdir,
+        timeout=ctx.timeout,
+        check=False,
+    )
+    cj = _json_out(chk)
+    res.extra.update(
+        check_wall=chk.wall,
+        check_rss_mib=chk.rss_mib,
+        check_ok=chk.rc == 0 and cj.get("ok", False),
+        check_errors=len(cj.get("errors", [])) if cj else None,
+    )
+    stats = run("stats", str(vault), "--json")
+    sj = _json_out(stats)
+    res.extra.update(stats_stored_bytes=sj.get("stored_bytes"), stats_ratio=sj.get("ratio"))
+
+
+def run_borg(ctx: Ctx, res: ToolResult) -> None:
+    if not shutil.which("borg"):
+        res.status = "not installed"
+        return
+    res.extra["version"] = tool_version(["borg", "--version"])
+    repo = ctx.workdir / "repo"
+    env = {
+        **ctx.base_env,
+        "BORG_PASSPHRASE": PASSWORD,
+        "BORG_BASE_DIR": str(ctx.workdir / "borg-home"),  # cache, config, keys, security: all in the temp dir
+        "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
+    }
+    init = run_measured(
+        [["borg", "init", "-e", "repokey", str(repo)]], env=env, cwd=ctx.workdir, timeout=ctx.timeout
+    )
+    create = run_measured(
+        [["borg", "create", "--compression", "zstd,3", f"{repo}::bench", ctx.maildir.name]],
+        env=env,
+        cwd=ctx.maildir.parent,
+        timeout=ctx.timeout,
+    )
+    res.stored_bytes, res.wall, res.rss_mib = tree_bytes(repo), create.wall, create.rss_mib
+    res.extra.update(
+        init_wall=init.wall,
+        init_rss_mib=init.rss_mib,
+        cache_bytes=tree_bytes(ctx.workdir / "borg-home"),
+    )
+
+
+def run_restic(ctx: Ctx, res: ToolResult) -> None:
+    if not shutil.which("restic"):
+        res.status = "not installed"
+        return
+    res.extra["version"] = tool_version(["restic", "version"])
+    repo = ctx.workdir / "repo"
+    cache = ctx.workdir / "restic-cache"
+    env = {**ctx.base_env, "RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(cache)}
+    init = run_measured(
+        [["restic", "init", "--repo", str(repo), "--quiet"]], env=env, cwd=ctx.workdir, timeout=ctx.timeout
+    )
+    backup = run_measured(
+        [["restic", "backup", "--repo", str(repo), "--quiet", ctx.maildir.name]],
+        env=env,
+        cwd=ctx.maildir.parent,
+        timeout=ctx.timeout,
+    )
+    res.stored_bytes, res.wall, res.rss_mib = tree_bytes(repo), backup.wall, backup.rss_mib
+    # restic >= 0.14 creates repository format v2, which compresses (zstd, mode "auto") by default;
+    # v1 repositories store blobs uncompressed.
+    cfg = subprocess.run(
+        ["restic", "--repo", str(repo), "--no-cache", "cat", "config"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    try:
+        repo_version = json.loads(cfg.stdout).get("version")
+    except json.JSONDecodeError:
+        repo_version = None
+    res.extra["repo_version"] = repo_version
+    if repo_version == 1:
+        res.label = "restic backup (v1 repo, no compression)"
+    elif repo_version is not None:
+        res.label = f"restic backup (v{repo_version} repo, compr. auto)"
+    res.extra.update(
+        init_wall=init.wall,
+        init_rss_mib=init.rss_mib,
+        cache_bytes=tree_bytes(cache) if cache.exists() else 0,
+    )
+
+
+def run_tar_zstd(ctx: Ctx, res: ToolResult) -> None:
+    missing = [b for b in ("tar", "zstd") if not shutil.which(b)]
+    if missing:
+        res.status = "not installed"
+        res.extra["missing"] = missing
+        return
+    res.extra["version"] = f"{tool_version(['tar', '--version'])}; {tool_version(['zstd', '--version'])}"
+    out = ctx.workdir / "mail.tar.zst"
+    m = run_measured(
+        [["tar", "--sort=name", "-cf", "-", ctx.maildir.name], ["zstd", "-3", "-q", "-c"]],
+        env=ctx.base_env,
+        cwd=ctx.maildir.parent,
+        stdout_path=out,
+        timeout=ctx.timeout,
+    )
+    res.stored_bytes, res.wall, res.rss_mib = out.stat().st_size, m.wall, m.rss_mib
+
+
+def run_zstd_per_message(ctx: Ctx, res: ToolResult) -> None:
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        res.status = "not installed"
+        res.extra["missing"] = ["python zstandard"]
+        return
+    # In a child process so that its peak RSS is measured like the other tools'.
+    m = run_measured(
+        [[sys.executable, os.path.abspath(__file__), "--zstd-per-message-worker", str(ctx.maildir)]],
+        env=ctx.base_env,
+        cwd=ctx.workdir,
+        timeout=ctx.timeout,
+    )
+    info = json.loads(m.stdout)
+    res.stored_bytes, res.wall, res.rss_mib = info["compressed_bytes"], m.wall, m.rss_mib
+    res.extra.update(messages=info["messages"], version=f"python-zstandard {info['zstandard']}")
+
+
+def zstd_per_message_worker(maildir: Path) -> None:
+    import zstandard
+
+    cctx = zstandard.ZstdCompressor(level=3)
+    total = n = 0
+    for p in maildir_messages(maildir):
+        total += len(cctx.compress(p.read_bytes()))
+        n += 1
+    print(json.dumps({"compressed_bytes": total, "messages": n, "zstandard": zstandard.__version__}))
+
+
+RUNNERS: dict[str, tuple[str, Callable[[Ctx, ToolResult], None]]] = {
+    "mailvault": ("mailvault import (default, encrypted)", run_mailvault),
+    "borg": ("borg create zstd,3 (repokey)", run_borg),
+    "restic": ("restic backup", run_restic),
+    "tar-zstd": ("tar | zstd -3", run_tar_zstd),
+    "zstd-per-message": ("zstd -3 per message (ref.)", run_zstd_per_message),
+}
+
+
+# --------------------------------------------------------------------------- aggregation / output
+
+
+def median_result(tool: str, runs: list[ToolResult]) -> ToolResult:
+    first = runs[0]
+    bad = [r for r in runs if r.status != "ok"]
+    if bad:
+        out = bad[0]
+        out.extra["runs"] = len(runs)
+        return out
+    med = lambda xs: statistics.median(xs) if xs else None  # noqa: E731
+    out = ToolResult(tool, first.label)
+    out.stored_bytes = int(med([r.stored_bytes for r in runs if r.stored_bytes is not None]) or 0)
+    out.wall = med([r.wall for r in runs if r.wall is not None])
+    out.rss_mib = med([r.rss_mib for r in runs if r.rss_mib is not None])
+    for key, val in first.extra.items():
+        vals = [r.extra.get(key) for r in runs]
+        if isinstance(val, bool) or not isinstance(val, int | float):
+            out.extra[key] = val if all(v == val for v in vals) else vals
+        else:
+            out.extra[key] = med([v for v in vals if isinstance(v, int | float)])
+    out.extra["runs"] = len(runs)
+    if len(runs) > 1:
+        out.extra["wall_all"] = [r.wall for r in runs]
+    return out
+
+
+def result_dict(r: ToolResult, raw: int) -> dict[str, Any]:
+    ok = r.status == "ok"
+    return {
+        "tool": r.tool,
+        "label": r.label,
+        "status": r.status,
+        "stored_bytes": r.stored_bytes if ok else None,
+        "ratio": (r.stored_bytes / raw) if ok and r.stored_bytes is not None else None,
+        "wall_s": r.wall if ok else None,
+        "mb_per_s": (raw / 1e6 / r.wall) if ok and r.wall else None,
+        "peak_rss_mib": r.rss_mib if ok else None,
+        **r.extra,
+    }
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"mailvault vault benchmark, {report['date']}",
+        f"host: {report['host']['cpus']} CPUs, {report['host']['platform']}, Python {report['host']['python']}",
+        f"input: {report['source']}",
+        f"messages: {report['messages']:,}   raw message bytes: {report['raw_bytes']:,} "
+        f"({report['raw_bytes'] / MIB:.1f} MiB)   runs: {report['runs']} (median)",
+        "",
+    ]
+    hdr = (
+        f"{'tool':<40} {'size ratio':>10} {'stored bytes':>13} {'wall s':>8} {'MB/s':>7} {'peak RSS MiB':>13}"
+    )
+    lines += [hdr, "-" * len(hdr)]
+    mv = None
+    for r in report["results"]:
+        if r["tool"] == "mailvault":
+            mv = r
+        if r["status"] != "ok":
+            lines.append(f"{r['label']:<40} {r['status']}")
+            continue
+        lines.append(
+            f"{r['label']:<40} {r['ratio']:>10.4f} {r['stored_bytes']:>13,} {r['wall_s']:>8.2f} "
+            f"{r['mb_per_s']:>7.1f} {r['peak_rss_mib']:>13.1f}"
+        )
+    lines.append("")
+    if mv and mv["status"] == "ok":
+        g = mv.get("reimport_growth_pct")
+        lines.append(
+            f"mailvault re-import of the same tree: size growth {g:+.3f} % "
+            f"({mv['reimport_growth_bytes']:+,} bytes), {mv['reimport_wall']:.2f} s, "
+            f"peak RSS {mv['reimport_rss_mib']:.1f} MiB"
+            if g is not None
+            else "mailvault re-import: n/a"
+        )
+        lines.append(
+            f"mailvault check --read-data: {mv['check_wall']:.2f} s, peak RSS {mv['check_rss_mib']:.1f} MiB, "
+            f"{'ok' if mv['check_ok'] else 'FAILED'}"
+        )
+        if mv.get("warning"):
+            lines.append(f"warning: {mv['warning']}")
+    lines.append(
+        "size = bytes of all files in the repository/vault (caches outside it not counted); "
+        "wall/RSS = the backup step only (init excluded); MB/s = raw message MB (10^6) / wall s"
+    )
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(
+        description="Compare mailvault's vault with borg, restic, tar|zstd and per-message zstd on the same mail.",
+    )
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument(
+        "--corpus",
+        type=Path,
+        help="directory of single-message files, one sub-directory per folder "
+        "(default: $MAILVAULT_CORPUS/spamassassin, i.e. /work/shared/corpus/spamassassin); "
+        "converted to a Maildir++ tree in a temp dir first",
+    )
+    src.add_argument("--maildir", type=Path, help="use this existing Maildir (or Maildir++ tree) as is")
+    ap.add_argument("--runs", type=int, default=1, help="repeat every tool N times and report the median")
+    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    ap.add_argument(
+        "--tools",
+        default=",".join(TOOLS),
+        help=f"comma-separated subset of {','.join(TOOLS)} (default: all)",
+    )
+    ap.add_argument("--workdir", type=Path, help="where to create the temp dirs (default: system temp dir)")
+    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (their path is printed)")
+    ap.add_argument("--timeout", type=float, default=1800, help="per-command timeout in seconds")
+    ap.add_argument("--zstd-per-message-worker", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.runs < 1:
+        ap.error("--runs must be >= 1")
+    tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    unknown = [t for t in tools if t not in TOOLS]
+    if unknown or not tools:
+        ap.error(f"unknown tool(s) {unknown}; choose from {', '.join(TOOLS)}")
+    args.tools = tools
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.zstd_per_message_worker:
+        zstd_per_message_worker(args.zstd_per_message_worker)
+        return 0
+    if args.workdir:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    top = Path(tempfile.mkdtemp(prefix="mailvault-bench-", dir=args.workdir))
+    try:
+        return _bench(args, top)
+    except BenchError as exc:
+        log(f"error: {exc}")
+        return 2
+    finally:
+        if args.keep:
+            log(f"kept temp dirs under {top}")
+        else:
+            shutil.rmtree(top, ignore_errors=True)
+
+
+def _bench(args: argparse.Namespace, top: Path) -> int:
+    if args.maildir:
+        maildir = args.maildir.resolve()
+        if not maildir.is_dir():
+            raise BenchError(f"--maildir {maildir} is not a directory")
+        source = f"Maildir {maildir}"
+    else:
+        corpus = (args.corpus or default_corpus()).resolve()
+        maildir = top / "input" / "Maildir"
+        t0 = time.perf_counter()
+        build_maildir(corpus, maildir)
+        log(f"built Maildir++ tree from {corpus} in {time.perf_counter() - t0:.1f} s")
+        source = f"{corpus} as a Maildir++ tree"
+    msgs = maildir_messages(maildir)
+    if not msgs:
+        raise BenchError(f"{maildir} holds no messages (no files in any cur/ or new/ directory)")
+    raw = sum(p.stat().st_size for p in msgs)
+    log(f"{len(msgs):,} messages, {raw:,} raw bytes")
+
+    base_env = dict(os.environ)
+    base_env.pop("MAILVAULT_PASSWORD", None)
+    per_tool: dict[str, list[ToolResult]] = {t: [] for t in args.tools}
+    for run_no in range(args.runs):
+        for tool in args.tools:
+            label, fn = RUNNERS[tool]
+            wd = top / f"{tool}-run{run_no + 1}"
+            wd.mkdir()
+            res = ToolResult(tool, label)
+            log(f"[run {run_no + 1}/{args.runs}] {tool} ...")
+            ctx = Ctx(maildir, raw, len(msgs), wd, base_env, args.timeout)
+            try:
+                fn(ctx, res)
+            except StepFailed as exc:
+                res.status = f"failed: {exc}"
+            except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
+                res.status = f"failed: {type(exc).__name__}: {exc}"
+            if res.status != "ok":
+                log(f"  {tool}: {res.status}")
+            elif res.wall is not None:
+                log(f"  {tool}: {res.stored_bytes:,} bytes, {res.wall:.2f} s")
+            per_tool[tool].append(res)
+            if not args.keep:
+                shutil.rmtree(wd, ignore_errors=True)
+
+    results = [result_dict(median_result(t, rs), raw) for t, rs in per_tool.items()]
+    report = {
+        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "host": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(terse=True),
+            "python": platform.python_version(),
+        },
+        "source": source,
+        "messages": len(msgs),
+        "raw_bytes": raw,
+        "runs": args.runs,
+        "results": results,
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render_table(report))
+    return 1 if any(r["status"].startswith("failed") for r in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
