@@ -349,6 +349,129 @@ def stats(
     typer.echo(f"ratio:          {st.ratio:.3f}")
 
 
+VaultPasswordFile = Annotated[
+    Path | None, typer.Option("--vault-password-file", help="Read the vault password from this file.")
+]
+VaultPasswordCommand = Annotated[
+    str | None, typer.Option("--vault-password-command", help="Command printing the vault password.")
+]
+ServerPasswordEnv = Annotated[
+    str | None, typer.Option("--password-env", help="Environment variable holding the server password.")
+]
+ServerPasswordCommand = Annotated[
+    str | None, typer.Option("--password-command", help="Command printing the server password.")
+]
+OAuth2Command = Annotated[
+    str | None,
+    typer.Option("--oauth2-token-command", help="Command printing an OAuth2 access token (XOAUTH2)."),
+]
+CaFile = Annotated[
+    Path | None, typer.Option("--ca-file", help="Trust only this CA file (PEM) for the server's certificate.")
+]
+AllowPlaintext = Annotated[
+    bool,
+    typer.Option("--allow-plaintext", help="Allow login without TLS when the server offers no STARTTLS."),
+]
+
+
+def _server_access(
+    url: str,
+    password_env: str | None,
+    password_command: str | None,
+    oauth2_token_command: str | None,
+    ca_file: Path | None,
+    allow_plaintext: bool,
+) -> Any:
+    from mailvault.errors import ConfigError
+    from mailvault.net.session import Credentials, TLSPolicy, parse_url
+    from mailvault.passwords import secret_provider
+
+    endpoint = parse_url(url)
+    if password_env and password_command:
+        raise ConfigError("give --password-env or --password-command, not both")
+    if oauth2_token_command:
+        creds = Credentials(
+            oauth2_token=secret_provider(command=oauth2_token_command, label="OAuth2 token", cache=False)
+        )
+    else:
+        creds = Credentials(
+            password=secret_provider(
+                env_var=password_env, command=password_command, label=f"password of {endpoint.account}"
+            )
+        )
+    return endpoint, creds, TLSPolicy(str(ca_file) if ca_file else None, allow_plaintext)
+
+
+@app.command()
+def backup(
+    vault: VaultArg,
+    source: Annotated[str, typer.Argument(help="imap[s]://user@host[:port] or pop3[s]://user@host[:port]")],
+    account: Annotated[
+        str | None, typer.Option("--account", help="Snapshot account name (default user@host).")
+    ] = None,
+    folder: Annotated[
+        list[str] | None, typer.Option("--folder", help="Only folders matching this glob.")
+    ] = None,
+    exclude_folder: Annotated[
+        list[str] | None, typer.Option("--exclude-folder", help="Skip folders matching this glob.")
+    ] = None,
+    password_env: ServerPasswordEnv = None,
+    password_command: ServerPasswordCommand = None,
+    oauth2_token_command: OAuth2Command = None,
+    ca_file: CaFile = None,
+    allow_plaintext: AllowPlaintext = False,
+    delete_after_days: Annotated[
+        int | None,
+        typer.Option("--delete-after-days", help="POP3: delete messages older than N days once backed up."),
+    ] = None,
+    vault_password_file: VaultPasswordFile = None,
+    vault_password_command: VaultPasswordCommand = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Back up an IMAP or POP3 account into the vault (one snapshot per run)."""
+    from mailvault.backup import BackupOptions
+    from mailvault.backup import backup as run_backup
+    from mailvault.errors import ConfigError
+
+    def go() -> Any:
+        endpoint, creds, tls = _server_access(
+            source, password_env, password_command, oauth2_token_command, ca_file, allow_plaintext
+        )
+        if delete_after_days is not None and endpoint.protocol != "pop3":
+            raise ConfigError("--delete-after-days applies to POP3 sources only")
+        if delete_after_days is not None and delete_after_days < 0:
+            raise ConfigError("--delete-after-days must be 0 or more")
+        options = BackupOptions(
+            account=account,
+            folders=folder or (),
+            exclude_folders=exclude_folder or (),
+            delete_after_days=delete_after_days,
+        )
+        with _open(vault, vault_password_file, vault_password_command) as repo:
+            return run_backup(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
+
+    result = run(go)
+    if as_json:
+        _emit_json({**asdict(result), "exit_code": result.exit_code})
+    else:
+        for w in result.warnings:
+            typer.echo(f"warning: {w}", err=True)
+        for f in result.failures:
+            typer.echo(f"failed: {f}", err=True)
+        if not quiet:
+            typer.echo(
+                f"snapshot {result.snapshot[:12]} ({result.account}): {result.folders} folders, "
+                f"{result.messages} messages, {_human(result.bytes)}; fetched {result.messages_fetched} "
+                f"({_human(result.bytes_fetched)}), {result.new_messages} new in the vault, "
+                f"stored {_human(result.new_bytes_stored)}"
+                + (f", deleted {result.deleted} from the server" if result.deleted else "")
+                + f" in {result.duration:.1f}s"
+            )
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
+
+
 @app.command()
 def unlock(
     vault: VaultArg,

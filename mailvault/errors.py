@@ -21,6 +21,11 @@ human; the CLI prints ``mailvault: <message>`` and exits with ``exit_code``.
     │   ├── ObjectExists       conditional create lost the race
     │   └── StorageFull        no space left on the device / quota
     ├── SourceError            a mail source cannot be read
+    ├── RemoteError            talking to a mail server failed
+    │   ├── ConnectError       host unreachable, connection refused or dropped
+    │   ├── TLSError           certificate not trusted, no STARTTLS where required
+    │   ├── AuthError          login refused
+    │   └── ProtocolError      the server answered something unusable
     └── ExportError            a destination cannot be written
 
 Exit codes: 0 ok, 1 partial (the run finished but something was skipped or
@@ -105,3 +110,23 @@ class SourceError(MailvaultError):
 
 class ExportError(MailvaultError):
     """An export destination cannot be written."""
+
+
+class RemoteError(MailvaultError):
+    """Talking to a mail server failed."""
+
+
+class ConnectError(RemoteError):
+    """The server cannot be reached, or the connection broke."""
+
+
+class TLSError(RemoteError):
+    """TLS could not be established safely (untrusted certificate, no STARTTLS)."""
+
+
+class AuthError(RemoteError):
+    """The server refused the login."""
+
+
+class ProtocolError(RemoteError):
+    """The server answered something that cannot be used."""

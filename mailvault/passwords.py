@@ -61,11 +61,9 @@ def from_env(var: str) -> bytes | None:
     return value.encode() if value is not None else None
 
 
-def prompt(label: str, *, confirm: bool = False) -> bytes:
+def prompt(label: str, *, confirm: bool = False, hint: str = "") -> bytes:
     if not sys.stdin.isatty():
-        raise PasswordError(
-            f"no {label} given: set {VAULT_PASSWORD_ENV}, or use --password-file or --password-command"
-        )
+        raise PasswordError(f"no {label} given{': ' + hint if hint else ''}")
     first = getpass.getpass(f"{label.capitalize()}: ")
     if confirm and getpass.getpass(f"Repeat {label}: ") != first:
         raise PasswordError(f"the two {label}s differ")
@@ -90,10 +88,44 @@ def vault_password_provider(
             value = from_command(password_command)
         else:
             env = from_env(VAULT_PASSWORD_ENV)
-            value = env if env is not None else prompt("vault password", confirm=confirm)
+            hint = f"set {VAULT_PASSWORD_ENV}, or use --password-file or --password-command"
+            value = env if env is not None else prompt("vault password", confirm=confirm, hint=hint)
         if not value:
             raise PasswordError("the vault password is empty")
         cached.append(value)
+        return value
+
+    return provide
+
+
+def secret_provider(
+    *,
+    env_var: str | None = None,
+    command: str | None = None,
+    label: str = "password",
+    cache: bool = True,
+) -> Callable[[], bytes]:
+    """A callable giving a server secret from ``$env_var``, a command, or a prompt on a TTY.
+
+    With ``cache=False`` the command runs on every call (OAuth2 tokens expire).
+    """
+    cached: list[bytes] = []
+
+    def provide() -> bytes:
+        if cached:
+            return cached[0]
+        if env_var is not None:
+            value = from_env(env_var)
+            if value is None:
+                raise PasswordError(f"environment variable {env_var} (the {label}) is not set")
+        elif command is not None:
+            value = from_command(command, what=label)
+        else:
+            value = prompt(label, hint="use --password-env or --password-command")
+        if not value:
+            raise PasswordError(f"the {label} is empty")
+        if cache:
+            cached.append(value)
         return value
 
     return provide

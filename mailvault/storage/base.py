@@ -27,7 +27,7 @@ class Backend(ABC):
     location: str
 
     @abstractmethod
-    def put(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
         """Store ``data`` under ``name`` atomically (create-only if ``exclusive``)."""
 
     @abstractmethod

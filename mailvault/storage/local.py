@@ -49,7 +49,7 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         n = os.write(fd, view)
@@ -116,7 +116,7 @@ class LocalBackend(Backend):
 
     # -- Backend ---------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
         path = self._path(name)
         directory = os.path.dirname(path)
         tmp: str | None = None
@@ -142,7 +142,7 @@ class LocalBackend(Backend):
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
 
-    def _link_exclusive(self, tmp: str, path: str, name: str, data: bytes) -> None:
+    def _link_exclusive(self, tmp: str, path: str, name: str, data: bytes | bytearray) -> None:
         """Atomically publish ``tmp`` as ``path`` only if ``path`` does not exist."""
         try:
             os.link(tmp, path)

@@ -151,19 +151,19 @@ class S3Backend(Backend):
 
     # -- Backend ---------------------------------------------------------
 
-    def put(self, name: str, data: bytes, *, exclusive: bool = False) -> None:
+    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
         key = self._check_name(name)
         try:
             if len(data) > MULTIPART_THRESHOLD:
                 self._put_multipart(key, data, exclusive)
             elif exclusive:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data), IfNoneMatch="*")
             else:
-                self._client.put_object(Bucket=self.bucket, Key=key, Body=data)
+                self._client.put_object(Bucket=self.bucket, Key=key, Body=bytes(data))
         except (ClientError, BotoCoreError) as exc:
             self._raise(exc, "writing", name)
 
-    def _put_multipart(self, key: str, data: bytes, exclusive: bool) -> None:
+    def _put_multipart(self, key: str, data: bytes | bytearray, exclusive: bool) -> None:
         # Mirror s3transfer: with default (when_supported) checksums, declare CRC32
         # up front so each part's checksum is checked and recorded in the object.
         config = self._client.meta.config

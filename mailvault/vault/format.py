@@ -38,7 +38,7 @@ _BLOB_NOID = struct.Struct("<BIII")  # type, block number, offset in block, leng
 _HEAD = struct.Struct("<4sBII")  # magic, version, n_blocks, n_blobs
 
 
-def sha256(data: bytes) -> bytes:
+def sha256(data: bytes | bytearray) -> bytes:
     return hashlib.sha256(data).digest()
 
 

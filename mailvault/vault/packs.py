@@ -117,7 +117,7 @@ class PackBuilder:
         for blob_id, blob_type, off, length in entries:
             self._blobs.append(BlobEntry(blob_id, blob_type, number, off, length))
 
-    def finish(self) -> tuple[bytes, bytes, PackHeader]:
+    def finish(self) -> tuple[bytes, bytearray, PackHeader]:
         """Seal the header; return (pack id, pack bytes, header)."""
         self.flush_block()
         while self._in_flight:
@@ -129,8 +129,7 @@ class PackBuilder:
         )
         self._data += sealed_header
         self._data += TRAILER.pack(len(sealed_header))
-        data = bytes(self._data)
-        self._data = bytearray()
+        data, self._data = self._data, bytearray()
         return sha256(data), data, header
 
 

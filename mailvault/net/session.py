@@ -1,0 +1,256 @@
+"""Connections to mail servers: URL parsing, TLS policy, authentication, error mapping.
+
+The one place that opens IMAP and POP3 connections. Policy:
+
+* ``imaps://`` and ``pop3s://`` use implicit TLS; ``imap://`` and ``pop3://`` must
+  upgrade with STARTTLS / STLS, and a server that does not offer it is refused
+  unless the user passed ``--allow-plaintext`` (never a silent downgrade).
+* Certificates are verified against the system store, or only against
+  ``--ca-file`` when one is given; host names are checked.
+* Secrets come from :mod:`mailvault.passwords` and appear in no message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import poplib
+import socket
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+import imapclient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from mailvault.errors import AuthError, ConfigError, ConnectError, ProtocolError, TLSError
+
+DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
+DEFAULT_TIMEOUT = 60.0
+#: poplib refuses lines longer than 2048 bytes; real mail has longer ones.
+POP3_MAX_LINE = 16 << 20
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    scheme: str  # imap | imaps | pop3 | pop3s
+    user: str
+    host: str
+    port: int
+
+    @property
+    def protocol(self) -> str:
+        return "imap" if self.scheme.startswith("imap") else "pop3"
+
+    @property
+    def implicit_tls(self) -> bool:
+        return self.scheme.endswith("s")
+
+    @property
+    def address(self) -> str:
+        """The URL without any secret, for display and for snapshots."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{self.user}@{host}:{self.port}"
+
+    @property
+    def account(self) -> str:
+        return f"{self.user}@{self.host}"
+
+
+def parse_url(url: str) -> Endpoint:
+    """Parse ``imap[s]://user@host[:port]`` or ``pop3[s]://user@host[:port]``."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"bad server URL {url!r}: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in DEFAULT_PORTS:
+        raise ConfigError(f"bad server URL {url!r}: scheme must be imap, imaps, pop3 or pop3s")
+    if parts.password is not None:
+        raise ConfigError("do not put a password in the URL; use --password-env or --password-command")
+    netloc = parts.netloc
+    if "@" not in netloc:
+        raise ConfigError(f"bad server URL {url!r}: no user name (expected {scheme}://user@host)")
+    user = unquote(netloc.rpartition("@")[0])
+    host = parts.hostname or ""
+    if not user or not host:
+        raise ConfigError(f"bad server URL {url!r}: expected {scheme}://user@host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"bad server URL {url!r}: unexpected path or query")
+    return Endpoint(scheme, user, host, port or DEFAULT_PORTS[scheme])
+
+
+@dataclass
+class Credentials:
+    """How to authenticate; callables are asked on every (re)connect."""
+
+    password: Callable[[], bytes] | None = None
+    oauth2_token: Callable[[], bytes] | None = None
+
+
+@dataclass
+class TLSPolicy:
+    ca_file: str | None = None
+    allow_plaintext: bool = False
+    _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+
+    def context(self) -> ssl.SSLContext:
+        if self._ctx is None:
+            try:
+                self._ctx = ssl.create_default_context(cafile=self.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ConfigError(f"cannot load CA file {self.ca_file}: {exc}") from None
+        return self._ctx
+
+
+def _where(ep: Endpoint) -> str:
+    return f"{ep.host}:{ep.port}"
+
+
+def map_network_error(ep: Endpoint, exc: BaseException) -> Exception:
+    """Translate a low-level exception into a one-line mailvault error."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLSError(
+            f"TLS certificate of {_where(ep)} is not trusted ({exc.verify_message}); "
+            "use --ca-file for a private CA"
+        )
+    if isinstance(exc, ssl.SSLError):
+        return TLSError(f"TLS with {_where(ep)} failed: {exc.reason or exc}")
+    if isinstance(exc, socket.gaierror):
+        return ConnectError(f"cannot resolve host {ep.host}")
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return ConnectError(f"connection to {_where(ep)} timed out")
+    if isinstance(exc, OSError):
+        return ConnectError(f"cannot connect to {_where(ep)}: {exc.strerror or exc}")
+    return ProtocolError(f"{_where(ep)}: {exc}")
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+# -- IMAP --------------------------------------------------------------------------------------
+
+
+def connect_imap(
+    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float = DEFAULT_TIMEOUT
+) -> imapclient.IMAPClient:
+    """Open, secure and log in an IMAP connection, or raise a RemoteError."""
+    try:
+        client = imapclient.IMAPClient(
+            ep.host,
+            port=ep.port,
+            ssl=ep.implicit_tls,
+            ssl_context=tls.context() if ep.implicit_tls else None,
+            timeout=timeout,
+        )
+    except (OSError, ssl.SSLError) as exc:
+        raise map_network_error(ep, exc) from None
+    except IMAPClientError as exc:
+        raise ProtocolError(f"{_where(ep)}: {exc}") from None
+    try:
+        if not ep.implicit_tls:
+            if client.has_capability("STARTTLS"):
+                client.starttls(tls.context())
+            elif not tls.allow_plaintext:
+                raise TLSError(
+                    f"{_where(ep)} offers no STARTTLS; refusing to log in without TLS "
+                    "(use imaps://, or --allow-plaintext to accept that risk)"
+                )
+        _imap_login(client, ep, creds)
+        client.normalise_times = False
+        client.folder_encode = False
+        return client
+    except (OSError, ssl.SSLError) as exc:
+        _close_quietly(client)
+        raise map_network_error(ep, exc) from None
+    except IMAPClientError as exc:
+        _close_quietly(client)
+        raise ProtocolError(f"{_where(ep)}: {_text(exc)}") from None
+    except BaseException:
+        _close_quietly(client)
+        raise
+
+
+def _imap_login(client: imapclient.IMAPClient, ep: Endpoint, creds: Credentials) -> None:
+    try:
+        if creds.oauth2_token is not None:
+            client.oauth2_login(ep.user, creds.oauth2_token().decode())
+        else:
+            if creds.password is None:
+                raise AuthError(f"no password for {ep.account}")
+            client.login(ep.user, creds.password().decode("utf-8"))
+    except LoginError as exc:
+        raise AuthError(f"login as {ep.user} at {_where(ep)} refused: {_text(exc).strip()}") from None
+
+
+def _close_quietly(client: imapclient.IMAPClient) -> None:
+    with contextlib.suppress(Exception):  # closing a broken connection
+        client.shutdown()
+
+
+def logout_quietly(client: imapclient.IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # the server may already be gone
+        _close_quietly(client)
+
+
+# -- POP3 --------------------------------------------------------------------------------------
+
+
+def connect_pop3(
+    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float = DEFAULT_TIMEOUT
+) -> poplib.POP3:
+    """Open, secure and log in a POP3 connection, or raise a RemoteError."""
+    poplib._MAXLINE = max(poplib._MAXLINE, POP3_MAX_LINE)  # type: ignore[attr-defined]
+    conn: poplib.POP3
+    try:
+        if ep.implicit_tls:
+            conn = poplib.POP3_SSL(ep.host, ep.port, timeout=timeout, context=tls.context())
+        else:
+            conn = poplib.POP3(ep.host, ep.port, timeout=timeout)
+    except (OSError, ssl.SSLError) as exc:
+        raise map_network_error(ep, exc) from None
+    except poplib.error_proto as exc:
+        raise ProtocolError(f"{_where(ep)}: {_text(exc.args[0] if exc.args else exc)}") from None
+    try:
+        if not ep.implicit_tls:
+            try:
+                caps = conn.capa()
+            except poplib.error_proto:
+                caps = {}
+            if "STLS" in caps:
+                conn.stls(tls.context())
+            elif not tls.allow_plaintext:
+                raise TLSError(
+                    f"{_where(ep)} offers no STLS; refusing to log in without TLS "
+                    "(use pop3s://, or --allow-plaintext to accept that risk)"
+                )
+        if creds.password is None:
+            raise AuthError(f"no password for {ep.account}")
+        try:
+            conn.user(ep.user)
+            conn.pass_(creds.password().decode("utf-8"))
+        except poplib.error_proto as exc:
+            raise AuthError(
+                f"login as {ep.user} at {_where(ep)} refused: {_text(exc.args[0] if exc.args else exc)}"
+            ) from None
+        return conn
+    except (OSError, ssl.SSLError) as exc:
+        _pop_close(conn)
+        raise map_network_error(ep, exc) from None
+    except poplib.error_proto as exc:
+        _pop_close(conn)
+        raise ProtocolError(f"{_where(ep)}: {_text(exc.args[0] if exc.args else exc)}") from None
+    except BaseException:
+        _pop_close(conn)
+        raise
+
+
+def _pop_close(conn: poplib.POP3) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
