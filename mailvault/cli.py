@@ -12,6 +12,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
@@ -198,10 +199,11 @@ def snapshots(
     if not rows:
         typer.echo("no snapshots")
         return
-    typer.echo(f"{'ID':12}  {'TIME':25}  {'ACCOUNT':24} {'FOLDERS':>7} {'MESSAGES':>9} {'SIZE':>10}")
+    typer.echo(f"{'ID':12}  {'TIME':19}  {'ACCOUNT':24} {'FOLDERS':>7} {'MESSAGES':>9} {'SIZE':>10}")
     for r in rows:
+        when = datetime.fromisoformat(r["time"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
         typer.echo(
-            f"{r['id'][:12]}  {r['time'][:25]:25}  {r['account'][:24]:24} {r['folders']:>7} "
+            f"{r['id'][:12]}  {when:19}  {r['account'][:24]:24} {r['folders']:>7} "
             f"{r['messages']:>9} {_human(r['bytes']):>10}"
         )
 

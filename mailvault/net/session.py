@@ -127,9 +127,15 @@ def map_network_error(ep: Endpoint, exc: BaseException) -> Exception:
 
 
 def _text(value: object) -> str:
+    """Server text for a message: bytes decoded, imapclient's ``b'...'`` wrapping removed."""
+    if isinstance(value, BaseException) and value.args:
+        value = value.args[0]
     if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
+        return value.decode("utf-8", "replace").strip()
+    text = str(value).strip()
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        text = text[2:-1]
+    return text
 
 
 # -- IMAP --------------------------------------------------------------------------------------
@@ -184,7 +190,7 @@ def _imap_login(client: imapclient.IMAPClient, ep: Endpoint, creds: Credentials)
                 raise AuthError(f"no password for {ep.account}")
             client.login(ep.user, creds.password().decode("utf-8"))
     except LoginError as exc:
-        raise AuthError(f"login as {ep.user} at {_where(ep)} refused: {_text(exc).strip()}") from None
+        raise AuthError(f"login as {ep.user} at {_where(ep)} refused: {_text(exc)}") from None
 
 
 def _close_quietly(client: imapclient.IMAPClient) -> None:
