@@ -32,8 +32,8 @@ fi
 echo "== corpus tier: ${MAILVAULT_CORPUS:-off (set MAILVAULT_CORPUS to enable)}"
 
 echo "== ruff"
-.venv/bin/ruff check mailvault tests bench
-.venv/bin/ruff format --check mailvault tests bench
+.venv/bin/ruff check mailvault tests bench scripts
+.venv/bin/ruff format --check mailvault tests bench scripts
 echo "== mypy (strict)"
 .venv/bin/mypy
 echo "== pytest"
