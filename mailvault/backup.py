@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 
 from mailvault.errors import EXIT_OK, EXIT_PARTIAL, ConnectError, RemoteError
 from mailvault.model import FolderInfo, SourceMessage
+from mailvault.net.imap import uid_set
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap, connect_pop3
 from mailvault.prefetch import prefetch
 from mailvault.progress import QUIET, Progress
-from mailvault.sources.imap import FetchFailure, ImapSource, MessageMeta, RemoteFolder, uid_set
+from mailvault.sources.imap import FetchFailure, ImapSource, MessageMeta, RemoteFolder
 from mailvault.sources.local import header_date
 from mailvault.sources.pop3 import Pop3Entry, Pop3Source
 from mailvault.vault.repository import Repository, VaultWriter, new_snapshot

@@ -167,7 +167,7 @@ class Exporter(ABC):
         self.count = 0
 
     @abstractmethod
-    def add(  # noqa: PLR0917  # the signature is the interface
+    def add(  # the signature is the interface
         self,
         folder: str,
         delimiter: str | None,
@@ -272,7 +272,7 @@ class MaildirExporter(Exporter):
         except OSError as e:
             raise ExportError(f"{final}: cannot write: {e.strerror or e}") from None
 
-    def add(  # noqa: PLR0917  # the signature is the interface
+    def add(  # the signature is the interface
         self,
         folder: str,
         delimiter: str | None,
@@ -324,7 +324,7 @@ class EmlExporter(Exporter):
         super().__init__(dest)
         self._folders: dict[tuple[str, ...], tuple[Path, int]] = {}
 
-    def add(  # noqa: PLR0917  # the signature is the interface
+    def add(  # the signature is the interface
         self,
         folder: str,
         delimiter: str | None,
@@ -391,7 +391,7 @@ class MboxExporter(Exporter):
             old.close()
         return f
 
-    def add(  # noqa: PLR0917  # the signature is the interface
+    def add(  # the signature is the interface
         self,
         folder: str,
         delimiter: str | None,

@@ -18,12 +18,11 @@ from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
-from imapclient.imapclient import seq_to_parenstr_upper
-from imapclient.response_parser import parse_fetch_response
 
 from mailvault.errors import ConnectError, ProtocolError, RemoteError
 from mailvault.model import FolderInfo, SourceMessage
 from mailvault.net import mutf7
+from mailvault.net.imap import uid_fetch, uid_set
 from mailvault.net.session import logout_quietly
 
 log = logging.getLogger(__name__)
@@ -76,23 +75,6 @@ class ImapStats:
     bytes_fetched: int = 0
     messages_fetched: int = 0
     failures: list[str] = field(default_factory=list)
-
-
-def uid_set(uids: Sequence[int]) -> str:
-    """Compact IMAP sequence set: [1,2,3,5,7,8] -> '1:3,5,7:8'."""
-    if not uids:
-        raise ValueError("empty UID set")
-    ordered = sorted(set(uids))
-    parts = []
-    start = prev = ordered[0]
-    for u in ordered[1:]:
-        if u == prev + 1:
-            prev = u
-            continue
-        parts.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = u
-    parts.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(parts)
 
 
 def _s(value: Any) -> str:
@@ -227,17 +209,7 @@ class ImapSource:
 
     # -- fetching -------------------------------------------------------------------------
     def _fetch(self, msgset: str, items: list[str], modifiers: list[str] | None = None) -> dict[int, Any]:
-        """UID FETCH with a sequence-set string (imapclient's own fetch filters ranges away)."""
-        client = self.client
-        args = ["UID", "FETCH", msgset, seq_to_parenstr_upper(items)]
-        if modifiers:
-            args.append(seq_to_parenstr_upper(modifiers))
-        tag = client._imap._command(*args)
-        typ, data = client._imap._command_complete("FETCH", tag)
-        client._checkok("fetch", typ, data)
-        typ, data = client._imap._untagged_response(typ, data, "FETCH")
-        result: dict[int, Any] = parse_fetch_response(data, client.normalise_times, True)
-        return result
+        return uid_fetch(self.client, msgset, items, modifiers)
 
     def _meta_items(self) -> list[str]:
         items = ["UID", "FLAGS", "INTERNALDATE", "RFC822.SIZE"]

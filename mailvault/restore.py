@@ -1,0 +1,503 @@
+"""``mailvault restore``: replay a snapshot into an IMAP account — exact, idempotent, resumable.
+
+1. **Plan.** Each source folder gets a target folder: ``--into`` (everything into one
+   folder), else an explicit ``--map SRC=DST``, else the target folder with the same
+   special-use attribute (\\Sent → ``[Gmail]/Sent Mail``), else the same name, re-joined
+   with the target's delimiter under its personal namespace prefix. Missing folders are
+   created; a name the target refuses is reported with a suggestion.
+2. **Upload.** Messages are APPENDed byte-exact with their INTERNALDATE and the flags the
+   folder's PERMANENTFLAGS allow (the rest reported once per folder), in MULTIAPPEND
+   batches where advertised. Each success is written to the restore journal (blob → UID,
+   per target folder and UIDVALIDITY), so a rerun uploads only what is missing and an
+   interrupted run resumes. Before uploading into a non-empty folder the target's
+   (Message-ID, size) pairs are compared, so messages already there (from another tool or
+   a journal that was lost) are not uploaded again.
+3. **Gmail** (target advertises X-GM-EXT-1): each message is uploaded once; its other
+   folders become labels (``STORE +X-GM-LABELS``); the \\All folder comes last; APPENDLIMIT
+   and a daily upload budget are respected; throttling answers back off.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from mailvault.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ProtocolError
+from mailvault.net import mutf7
+from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
+from mailvault.progress import QUIET, Progress
+from mailvault.restore_journal import Journal
+from mailvault.sources.local import header_date
+from mailvault.targets.imap import AppendItem, ImapTarget, Rejected, SelectedState, TargetFolder, message_id
+from mailvault.vault.index import default_cache_root
+from mailvault.vault.repository import Repository
+from mailvault.vault.snapshots import ManifestEntry, Snapshot, SnapshotFolder
+
+#: Gmail system labels for special-use folders (X-GM-LABELS syntax).
+GMAIL_SYSTEM_LABELS = {
+    "\\Sent": "\\Sent",
+    "\\Flagged": "\\Starred",
+    "\\Important": "\\Important",
+    "\\Drafts": "\\Draft",
+    "\\Junk": "\\Spam",
+    "\\Trash": "\\Trash",
+}
+GMAIL_DEFAULT_BUDGET_MB = 500
+
+
+@dataclass
+class RestoreOptions:
+    snapshot: str = "latest"
+    account: str | None = None
+    folders: Sequence[str] = ()
+    maps: Sequence[tuple[str, str]] = ()
+    into: str | None = None
+    dry_run: bool = False
+    max_upload_mb_per_day: int | None = None
+    batch_bytes: int = 4 << 20
+    batch_count: int = 200
+    verify: bool = True
+
+
+@dataclass
+class FolderPlan:
+    source: str
+    target: str
+    target_raw: str
+    reason: str
+    create: bool
+    messages: int
+    bytes: int
+    special_use: str | None = None
+    already: int = 0  # messages the journal says are there
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped_existing: int = 0
+    labelled: int = 0
+    dropped_flags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RestoreResult:
+    snapshot: str
+    account: str
+    target: str
+    dry_run: bool
+    gmail: bool = False
+    folders: list[FolderPlan] = field(default_factory=list)
+    messages: int = 0
+    bytes: int = 0
+    uploaded: int = 0
+    uploaded_bytes: int = 0
+    skipped_existing: int = 0
+    labels_applied: int = 0
+    failures: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    budget_exhausted: str = ""
+    duration: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_PARTIAL if self.failures or self.budget_exhausted else EXIT_OK
+
+
+def parse_map(values: Sequence[str]) -> list[tuple[str, str]]:
+    out = []
+    for v in values:
+        src, sep, dst = v.partition("=")
+        if not sep or not src or not dst:
+            raise ConfigError(f"--map expects SRC=DST, got {v!r}")
+        out.append((src, dst))
+    return out
+
+
+def _journal(repo: Repository) -> Journal:
+    return Journal(default_cache_root() / repo.id / "restore.sqlite")
+
+
+def restore(
+    repo: Repository,
+    endpoint: Endpoint,
+    creds: Credentials,
+    tls: TLSPolicy,
+    options: RestoreOptions | None = None,
+    *,
+    progress: Progress = QUIET,
+    journal: Journal | None = None,
+) -> RestoreResult:
+    options = options or RestoreOptions()
+    snap = repo.resolve_snapshot(options.snapshot, options.account)
+    target = ImapTarget(lambda: connect_imap(endpoint, creds, tls))
+    own_journal = journal is None
+    jr = journal or _journal(repo)
+    try:
+        return _Restore(repo, snap, endpoint, target, jr, options, progress).run()
+    finally:
+        target.close()
+        if own_journal:
+            jr.close()
+
+
+@dataclass
+class _Work:
+    entry: ManifestEntry
+    seq: int
+
+
+class _Restore:
+    def __init__(
+        self,
+        repo: Repository,
+        snap: Snapshot,
+        endpoint: Endpoint,
+        target: ImapTarget,
+        journal: Journal,
+        options: RestoreOptions,
+        progress: Progress,
+    ) -> None:
+        self.repo = repo
+        self.snap = snap
+        self.endpoint = endpoint
+        self.target = target
+        self.journal = journal
+        self.options = options
+        self.progress = progress
+        self.key = endpoint.address
+        self.started = time.monotonic()
+        self.result = RestoreResult(snap.id, snap.account, endpoint.address, options.dry_run, target.gmail)
+        budget = options.max_upload_mb_per_day
+        if budget is None and target.gmail:
+            budget = GMAIL_DEFAULT_BUDGET_MB
+        self.budget_bytes = budget * 1_000_000 if budget else None
+        self.limit = target.append_limit
+
+    # -- planning -----------------------------------------------------------------------
+    def _selected_folders(self) -> list[SnapshotFolder]:
+        inc = self.options.folders
+        chosen = [f for f in self.snap.folders if not inc or any(fnmatch.fnmatchcase(f.name, g) for g in inc)]
+        # Gmail: \All last, so every message is first placed in its labelled folders.
+        return sorted(chosen, key=lambda f: f.special_use == "\\All")
+
+    def plan(self) -> list[FolderPlan]:
+        tfolders = self.target.folders()
+        by_special: dict[str, TargetFolder] = {}
+        for tf in tfolders:
+            if tf.special_use and tf.special_use not in by_special:
+                by_special[tf.special_use] = tf
+        existing = {tf.name: tf for tf in tfolders}
+        delim = next((tf.delimiter for tf in tfolders if tf.delimiter), None)
+        prefix, ns_delim = self.target.personal_namespace()
+        delim = ns_delim or delim or "/"
+        maps = dict(self.options.maps)
+        plans = []
+        for f in self._selected_folders():
+            special = f.special_use
+            if self.options.into:
+                name, reason = self.options.into, "--into"
+            elif f.name in maps:
+                name, reason = maps[f.name], "--map"
+            elif self.snap.source_kind == "pop3" and f.name == "INBOX":
+                name, reason = "INBOX", "POP3 mailbox"
+            elif special and special in by_special:
+                name, reason = by_special[special].name, f"special-use {special}"
+            elif f.name.upper() == "INBOX":
+                name, reason = "INBOX", "INBOX"
+            else:
+                name, reason = self._translate(f, prefix, delim), "same name"
+            found = existing.get(name)
+            raw = found.name_raw if found else mutf7.encode(name).decode("ascii")
+            plans.append(
+                FolderPlan(
+                    source=f.name,
+                    target=name,
+                    target_raw=raw,
+                    reason=reason,
+                    create=found is None and name.upper() != "INBOX",
+                    messages=f.messages,
+                    bytes=f.bytes,
+                    special_use=special,
+                )
+            )
+        return plans
+
+    @staticmethod
+    def _translate(f: SnapshotFolder, prefix: str, delim: str) -> str:
+        parts = f.name.split(f.delimiter) if f.delimiter else [f.name]
+        # A source name part holding the target's delimiter would create a hierarchy level.
+        parts = [p.replace(delim, "_") if delim else p for p in parts]
+        name = delim.join(parts)
+        if prefix and not name.startswith(prefix) and name.upper() != "INBOX":
+            name = prefix + name
+        return name
+
+    # -- running ------------------------------------------------------------------------
+    def run(self) -> RestoreResult:
+        r = self.result
+        plans = self.plan()
+        r.folders = plans
+        r.messages = sum(p.messages for p in plans)
+        r.bytes = sum(p.bytes for p in plans)
+        folders = {f.name: f for f in self.snap.folders}
+        if self.options.dry_run:
+            for p in plans:
+                self._dry_run_folder(p)
+        else:
+            for p in plans:
+                if r.budget_exhausted:
+                    break
+                self._restore_folder(p, folders[p.source])
+            if self.target.gmail and not r.budget_exhausted:
+                self._apply_gmail_labels(plans)
+        for p in plans:
+            r.uploaded += p.uploaded
+            r.uploaded_bytes += p.uploaded_bytes
+            r.skipped_existing += p.skipped_existing
+            r.labels_applied += p.labelled
+        r.duration = round(time.monotonic() - self.started, 3)
+        return r
+
+    def _dry_run_folder(self, p: FolderPlan) -> None:
+        if p.create:
+            return
+        try:
+            state = self.target.select(p.target_raw)
+        except (Rejected, ProtocolError):
+            return
+        p.already = len(self.journal.done(self.key, p.target_raw, state.uidvalidity))
+
+    def _occurrences(self, folder: SnapshotFolder) -> list[_Work]:
+        seen: Counter[str] = Counter()
+        out = []
+        for e in self.repo.read_manifest(folder):
+            out.append(_Work(e, seen[e.blob]))
+            seen[e.blob] += 1
+        return out
+
+    def _ensure_folder(self, p: FolderPlan) -> bool:
+        if not p.create:
+            return True
+        try:
+            self.target.create(p.target_raw)
+        except Rejected as exc:
+            suggestion = re.sub(r"[^\w /.-]", "_", p.target)
+            self.result.failures.append(
+                f"folder {p.target!r}: the server refused to create it ({exc}); "
+                f"try --map {p.source!r}={suggestion!r}"
+            )
+            return False
+        p.create = False
+        return True
+
+    def _restore_folder(self, p: FolderPlan, folder: SnapshotFolder) -> None:
+        if not self._ensure_folder(p):
+            return
+        state = self.target.select(p.target_raw)
+        done = self.journal.done(self.key, p.target_raw, state.uidvalidity)
+        work = [w for w in self._occurrences(folder) if (w.entry.blob, w.seq) not in done]
+        p.already = p.messages - len(work)
+        if not work:
+            return
+        gmail = self.target.gmail
+        if gmail:
+            work = self._gmail_filter(p, state, work)
+        existing: Counter[tuple[str, int]] = Counter()
+        if state.exists > len(done):
+            existing = Counter(self.target.existing_keys())
+        dropped: set[str] = set()
+        batch: list[tuple[_Work, AppendItem]] = []
+        batch_bytes = 0
+        with self.progress.bar(p.target[:30], total=len(work)) as bar:
+            for w in work:
+                raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
+                bar.update()
+                if existing:
+                    key = (message_id(_header(raw)), len(raw))
+                    if key[0] and existing[key] > 0:
+                        existing[key] -= 1
+                        p.skipped_existing += 1
+                        self.journal.record(
+                            self.key, p.target_raw, state.uidvalidity, [(w.entry.blob, w.seq, None)]
+                        )
+                        continue
+                if self.limit is not None and len(raw) > self.limit:
+                    self.result.failures.append(
+                        f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is over the target's APPENDLIMIT "
+                        f"({self.limit}); not uploaded"
+                    )
+                    continue
+                flags = [f for f in w.entry.flags if state.allows(f)]
+                dropped.update(f for f in w.entry.flags if not state.allows(f) and f.lower() != "\\recent")
+                item = AppendItem(raw, flags, _date(w.entry, raw))
+                if batch and (
+                    batch_bytes + len(raw) > self.options.batch_bytes
+                    or len(batch) >= self.options.batch_count
+                ):
+                    if not self._flush(p, state, batch):
+                        return
+                    batch, batch_bytes = [], 0
+                batch.append((w, item))
+                batch_bytes += len(raw)
+            if batch:
+                self._flush(p, state, batch)
+        if dropped:
+            p.dropped_flags = sorted(dropped)
+            self.result.warnings.append(
+                f"{p.target}: the server does not keep {', '.join(sorted(dropped))}; restored without them"
+            )
+
+    def _budget_left(self, nbytes: int) -> bool:
+        if self.budget_bytes is None:
+            return True
+        day = datetime.now(UTC).strftime("%Y-%m-%d")
+        if self.journal.spent(self.key, day) + nbytes <= self.budget_bytes:
+            return True
+        tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d 00:00 UTC")
+        self.result.budget_exhausted = (
+            f"daily upload budget of {self.budget_bytes // 1_000_000} MB reached; "
+            f"rerun after {tomorrow} to continue (progress is saved)"
+        )
+        return False
+
+    def _flush(self, p: FolderPlan, state: SelectedState, batch: list[tuple[_Work, AppendItem]]) -> bool:
+        """Upload one batch; on a refusal retry one by one to name the culprit. False = stop."""
+        nbytes = sum(len(i.raw) for _, i in batch)
+        if not self._budget_left(nbytes):
+            return False
+        try:
+            uids = self.target.append_batch(p.target_raw, [i for _, i in batch])
+            self._uploaded(p, state, batch, uids)
+        except Rejected as exc:
+            if len(batch) == 1:
+                w, item = batch[0]
+                self.result.failures.append(
+                    f"{p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
+                    f"refused by the server: {exc}"
+                )
+                return True
+            for one in batch:
+                if not self._flush(p, state, [one]):
+                    return False
+        return True
+
+    def _uploaded(
+        self,
+        p: FolderPlan,
+        state: SelectedState,
+        batch: list[tuple[_Work, AppendItem]],
+        uids: list[int | None],
+    ) -> None:
+        rows = [(w.entry.blob, w.seq, uid) for (w, _), uid in zip(batch, uids, strict=True)]
+        self.journal.record(self.key, p.target_raw, state.uidvalidity, rows)
+        nbytes = sum(len(i.raw) for _, i in batch)
+        self.journal.spend(self.key, datetime.now(UTC).strftime("%Y-%m-%d"), nbytes)
+        p.uploaded += len(batch)
+        p.uploaded_bytes += nbytes
+        if self.target.gmail:
+            for (w, _), uid in zip(batch, uids, strict=True):
+                self.journal.record_gmail_copy(self.key, w.entry.blob, p.target_raw, state.uidvalidity, uid)
+        if self.options.verify:
+            self._verify(p, batch, uids)
+
+    def _verify(self, p: FolderPlan, batch: list[tuple[_Work, AppendItem]], uids: list[int | None]) -> None:
+        known = {uid: (w, item) for (w, item), uid in zip(batch, uids, strict=True) if uid is not None}
+        if not known:
+            return
+        try:
+            got = self.target.verify(list(known))
+        except (Rejected, ProtocolError):
+            return
+        for uid, (size, date) in got.items():
+            w, item = known[uid]
+            if size != len(item.raw):
+                self.result.warnings.append(
+                    f"{p.target} UID {uid}: the server stored {size} bytes of a {len(item.raw)}-byte message "
+                    f"(blob {w.entry.blob[:12]}); it altered the message"
+                )
+            if item.date is not None and isinstance(date, datetime) and date != item.date:
+                self.result.warnings.append(
+                    f"{p.target} UID {uid}: the server set INTERNALDATE {date.isoformat()} "
+                    f"instead of {item.date.isoformat()}"
+                )
+
+    # -- Gmail --------------------------------------------------------------------------
+    def _gmail_filter(self, p: FolderPlan, state: SelectedState, work: list[_Work]) -> list[_Work]:
+        """Drop messages already uploaded once to this Gmail account (they get labels instead)."""
+        out = []
+        for w in work:
+            if self.journal.gmail_copy(self.key, w.entry.blob) is not None:
+                self.journal.record(self.key, p.target_raw, state.uidvalidity, [(w.entry.blob, w.seq, None)])
+                continue
+            out.append(w)
+        return out
+
+    def _label_for(self, p: FolderPlan) -> str | None:
+        if p.special_use == "\\All":
+            return None
+        if p.target.upper() == "INBOX":
+            return "\\Inbox"
+        if p.special_use in GMAIL_SYSTEM_LABELS:
+            return GMAIL_SYSTEM_LABELS[p.special_use]
+        return p.target
+
+    def _apply_gmail_labels(self, plans: list[FolderPlan]) -> None:
+        """Give every uploaded message the labels of all the source folders it was in."""
+        folders = {f.name: f for f in self.snap.folders}
+        wanted: dict[str, set[str]] = {}
+        for p in plans:
+            label = self._label_for(p)
+            for e in self.repo.read_manifest(folders[p.source]):
+                labels = wanted.setdefault(e.blob, set())
+                if label:
+                    labels.add(label)
+                labels.update(lab for lab in e.labels if lab)
+        # Group by the folder holding the single copy, then by label.
+        todo: dict[tuple[str, int], dict[str, list[tuple[int, str]]]] = {}
+        for blob, labels in wanted.items():
+            copy = self.journal.gmail_copy(self.key, blob)
+            if copy is None:
+                continue
+            folder, validity, maybe_uid = copy
+            if maybe_uid is None:
+                continue
+            uid = maybe_uid
+            missing = labels - self.journal.labels_done(self.key, blob)
+            home = next((p for p in plans if p.target_raw == folder), None)
+            if home is not None:
+                missing.discard(self._label_for(home) or "")
+            for label in missing:
+                todo.setdefault((folder, validity), {}).setdefault(label, []).append((uid, blob))
+        for (folder, validity), by_label in todo.items():
+            state = self.target.select(folder)
+            if state.uidvalidity != validity:
+                self.result.warnings.append(
+                    f"{mutf7.decode(folder)}: UIDVALIDITY changed; labels not applied"
+                )
+                continue
+            for label, items in by_label.items():
+                try:
+                    self.target.add_labels([u for u, _ in items], [label])
+                except Rejected as exc:
+                    self.result.failures.append(f"label {label!r}: refused by the server: {exc}")
+                    continue
+                self.journal.record_labels(self.key, [(b, label) for _, b in items])
+                home = next((p for p in plans if p.target_raw == folder), None)
+                if home is not None:
+                    home.labelled += len(items)
+
+
+def _header(raw: bytes) -> bytes:
+    end = raw.find(b"\n\r\n")
+    end2 = raw.find(b"\n\n")
+    ends = [e for e in (end, end2) if e >= 0]
+    return raw[: min(ends) + 1] if ends else raw[:65536]
+
+
+def _date(entry: ManifestEntry, raw: bytes) -> datetime | None:
+    if entry.internaldate:
+        return datetime.fromisoformat(entry.internaldate)
+    return header_date(raw)

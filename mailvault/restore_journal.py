@@ -1,0 +1,93 @@
+"""The restore journal: which snapshot message already sits where on which target.
+
+A local SQLite file beside the vault's index cache (``<cache>/<vault id>/restore.sqlite``),
+keyed by target account, target folder and that folder's UIDVALIDITY: a recreated
+folder (new UIDVALIDITY) is restored again. ``seq`` tells apart byte-identical
+messages inside one source folder (a faithful restore keeps both).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal(
+    target TEXT, folder TEXT, uidvalidity INTEGER, blob TEXT, seq INTEGER, uid INTEGER,
+    PRIMARY KEY(target, folder, uidvalidity, blob, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gmail_copy(
+    target TEXT, blob TEXT, folder TEXT, uidvalidity INTEGER, uid INTEGER,
+    PRIMARY KEY(target, blob)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS gmail_label(
+    target TEXT, blob TEXT, label TEXT, PRIMARY KEY(target, blob, label)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS budget(target TEXT, day TEXT, bytes INTEGER, PRIMARY KEY(target, day));
+"""
+
+
+class Journal:
+    def __init__(self, path: Path | None) -> None:
+        if path is None:
+            self._db = sqlite3.connect(":memory:", check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def done(self, target: str, folder: str, uidvalidity: int) -> set[tuple[str, int]]:
+        rows = self._db.execute(
+            "SELECT blob, seq FROM journal WHERE target=? AND folder=? AND uidvalidity=?",
+            (target, folder, uidvalidity),
+        )
+        return {(r[0], int(r[1])) for r in rows}
+
+    def record(
+        self, target: str, folder: str, uidvalidity: int, rows: list[tuple[str, int, int | None]]
+    ) -> None:
+        """Record (blob, seq, uid) rows as present in the target folder."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?)",
+                [(target, folder, uidvalidity, b, s, u) for b, s, u in rows],
+            )
+
+    # Gmail: one copy per message, labels for the other folders.
+    def gmail_copy(self, target: str, blob: str) -> tuple[str, int, int | None] | None:
+        row = self._db.execute(
+            "SELECT folder, uidvalidity, uid FROM gmail_copy WHERE target=? AND blob=?", (target, blob)
+        ).fetchone()
+        return (row[0], int(row[1]), row[2]) if row else None
+
+    def record_gmail_copy(
+        self, target: str, blob: str, folder: str, uidvalidity: int, uid: int | None
+    ) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO gmail_copy VALUES (?,?,?,?,?)",
+                (target, blob, folder, uidvalidity, uid),
+            )
+
+    def labels_done(self, target: str, blob: str) -> set[str]:
+        rows = self._db.execute("SELECT label FROM gmail_label WHERE target=? AND blob=?", (target, blob))
+        return {r[0] for r in rows}
+
+    def record_labels(self, target: str, rows: list[tuple[str, str]]) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR IGNORE INTO gmail_label VALUES (?,?,?)", [(target, b, lab) for b, lab in rows]
+            )
+
+    # Daily upload budget.
+    def spent(self, target: str, day: str) -> int:
+        row = self._db.execute("SELECT bytes FROM budget WHERE target=? AND day=?", (target, day)).fetchone()
+        return int(row[0]) if row else 0
+
+    def spend(self, target: str, day: str, nbytes: int) -> None:
+        with self._db:
+            self._db.execute(
+                "INSERT INTO budget VALUES (?,?,?) ON CONFLICT(target, day) DO UPDATE SET bytes = bytes + ?",
+                (target, day, nbytes, nbytes),
+            )

@@ -1,0 +1,349 @@
+"""Writing to an IMAP server: folder discovery and creation, APPEND (MULTIAPPEND where
+advertised), APPENDUID, Gmail labels, throttling answers.
+
+Parsing is imapclient's; the only text this module reads itself is the response codes
+``[APPENDUID v uids]``, ``[THROTTLED]``, ``[OVERQUOTA]`` and ``APPENDLIMIT=n``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+
+from mailvault.errors import ConnectError, ProtocolError
+from mailvault.net import mutf7
+from mailvault.net.imap import uid_fetch, uid_set
+from mailvault.net.session import logout_quietly
+from mailvault.sources.imap import SPECIAL_USE
+
+log = logging.getLogger(__name__)
+
+_APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
+_NETWORK_ERRORS = (OSError, ssl.SSLError, socket.timeout, IMAPClientAbortError, EOFError)
+MAX_RETRIES = 5
+
+
+class Throttled(Exception):
+    """The server asked us to slow down ([THROTTLED], [OVERQUOTA] on rate, BYE)."""
+
+
+class Rejected(Exception):
+    """The server refused one message (the text is the server's answer)."""
+
+
+@dataclass
+class TargetFolder:
+    name: str  # decoded
+    name_raw: str
+    delimiter: str | None
+    special_use: str | None
+    attributes: tuple[str, ...] = ()
+
+
+@dataclass
+class SelectedState:
+    uidvalidity: int
+    exists: int
+    permanent_flags: tuple[str, ...]
+
+    def allows(self, flag: str) -> bool:
+        """Whether PERMANENTFLAGS lets this flag or keyword be stored."""
+        if flag.lower() == "\\recent":
+            return False
+        perm = {f.lower() for f in self.permanent_flags}
+        if flag.lower() in perm:
+            return True
+        return not flag.startswith("\\") and "\\*" in perm
+
+
+@dataclass
+class AppendItem:
+    raw: bytes
+    flags: Sequence[str]
+    date: datetime | None
+
+
+@dataclass
+class TargetStats:
+    reconnects: int = 0
+    throttle_waits: float = 0.0
+    appended: int = 0
+    bytes_appended: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def _s(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def _server_text(exc: BaseException) -> str:
+    text = _s(exc.args[0]) if exc.args else str(exc)
+    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
+        text = text[2:-1]
+    return text.strip()
+
+
+def _is_throttle(text: str) -> bool:
+    t = text.upper()
+    return "[THROTTLED]" in t or ("[OVERQUOTA]" in t and "RATE" in t) or "TOO MANY" in t
+
+
+class ImapTarget:
+    """An IMAP account we write to."""
+
+    def __init__(
+        self, connect: Callable[[], imapclient.IMAPClient], *, sleep: Callable[[float], None] = time.sleep
+    ):
+        self._connect = connect
+        self._sleep = sleep
+        self.stats = TargetStats()
+        self._client: imapclient.IMAPClient | None = None
+        self._selected: str | None = None
+        self.capabilities: set[str] = set()
+        self._open()
+
+    # -- connection ---------------------------------------------------------------------
+    def _open(self) -> None:
+        client = self._connect()
+        self.capabilities = {_s(c).upper() for c in client.capabilities()}
+        self._client = client
+        self._selected = None
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            self._open()
+        assert self._client is not None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            logout_quietly(self._client)
+            self._client = None
+
+    @property
+    def gmail(self) -> bool:
+        return "X-GM-EXT-1" in self.capabilities
+
+    @property
+    def multiappend(self) -> bool:
+        return "MULTIAPPEND" in self.capabilities
+
+    @property
+    def uidplus(self) -> bool:
+        return "UIDPLUS" in self.capabilities
+
+    @property
+    def append_limit(self) -> int | None:
+        for c in self.capabilities:
+            if c.startswith("APPENDLIMIT="):
+                try:
+                    return int(c.split("=", 1)[1])
+                except ValueError:
+                    return None
+        return None
+
+    def _reconnect(self, why: str) -> None:
+        log.info("reconnecting: %s", why)
+        if self._client is not None:
+            try:
+                self._client.shutdown()
+            except Exception:  # already broken
+                log.debug("shutdown failed", exc_info=True)
+            self._client = None
+        self.stats.reconnects += 1
+        self._open()
+
+    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        """Run ``fn``; back off on throttling, reconnect on a dropped connection."""
+        delay = 1.0
+        for attempt in range(MAX_RETRIES + 1):
+            try:
+                return fn()
+            except Throttled as exc:
+                if attempt == MAX_RETRIES:
+                    raise ProtocolError(f"{what}: server keeps throttling ({exc})") from None
+                self.stats.throttle_waits += delay
+                self._sleep(delay)
+                delay = min(delay * 2, 300)
+            except _NETWORK_ERRORS as exc:
+                if attempt == MAX_RETRIES:
+                    raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
+                self._sleep(min(delay, 5))
+                delay = min(delay * 2, 300)
+                self._reconnect(f"{what}: {exc}")
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- folders ------------------------------------------------------------------------
+    def folders(self) -> list[TargetFolder]:
+        listing = self._retrying("LIST", lambda: self.client.list_folders())  # noqa: PLW0108
+        out = []
+        specials = {s.lower(): s for s in SPECIAL_USE}
+        for flags, delim, name in listing:
+            attrs = tuple(_s(f) for f in flags)
+            raw = _s(name)
+            special = next((specials[a.lower()] for a in attrs if a.lower() in specials), None)
+            out.append(TargetFolder(mutf7.decode(raw), raw, _s(delim) if delim else None, special, attrs))
+        return out
+
+    def personal_namespace(self) -> tuple[str, str | None]:
+        """(prefix, delimiter) of the personal namespace; ("", None) when unknown."""
+        if "NAMESPACE" not in self.capabilities:
+            return "", None
+        try:
+            ns = self._retrying("NAMESPACE", lambda: self.client.namespace())  # noqa: PLW0108
+        except IMAPClientError:
+            return "", None
+        if ns.personal:
+            prefix, delim = ns.personal[0]
+            return _s(prefix), _s(delim) if delim else None
+        return "", None
+
+    def create(self, name_raw: str) -> None:
+        def go() -> None:
+            try:
+                self.client.create_folder(name_raw)
+            except IMAPClientError as exc:
+                text = _server_text(exc)
+                if "ALREADYEXISTS" in text.upper() or "already exists" in text.lower():
+                    return
+                raise Rejected(text) from None
+
+        self._retrying(f"CREATE {mutf7.decode(name_raw)}", go)
+
+    def select(self, name_raw: str) -> SelectedState:
+        def go() -> SelectedState:
+            info = self.client.select_folder(name_raw)
+            self._selected = name_raw
+            perm = tuple(_s(f) for f in info.get(b"PERMANENTFLAGS", ()))
+            return SelectedState(int(info[b"UIDVALIDITY"]), int(info.get(b"EXISTS", 0)), perm)
+
+        state: SelectedState = self._retrying(f"SELECT {mutf7.decode(name_raw)}", go)
+        return state
+
+    def existing_keys(self) -> list[tuple[str, int]]:
+        """(Message-ID, size) of every message in the selected folder, for duplicate checks."""
+
+        def go() -> dict[int, Any]:
+            return uid_fetch(self.client, "1:*", ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+
+        data = self._retrying("FETCH Message-IDs", go)
+        out = []
+        for d in data.values():
+            header = b""
+            for k, v in d.items():
+                if isinstance(k, bytes) and k.startswith(b"BODY[HEADER"):
+                    header = v or b""
+            out.append((message_id(header), int(d.get(b"RFC822.SIZE", 0))))
+        return out
+
+    # -- appending ----------------------------------------------------------------------
+    def append_batch(self, folder_raw: str, items: Sequence[AppendItem]) -> list[int | None]:
+        """APPEND items (one MULTIAPPEND when advertised); return the new UIDs (None if unknown).
+
+        Raises :class:`Rejected` if the server refuses (MULTIAPPEND is all-or-nothing:
+        the caller retries one by one to find the culprit)."""
+
+        def go() -> list[int | None]:
+            try:
+                if len(items) > 1 and self.multiappend:
+                    msgs = [_append_dict(i) for i in items]
+                    resp = self.client.multiappend(folder_raw, msgs)
+                else:
+                    resp = b""
+                    uids: list[int | None] = []
+                    for it in items:
+                        r = self.client.append(folder_raw, it.raw, list(it.flags), it.date)
+                        uids.extend(_appenduids(r, 1))
+                    return uids
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                text = _server_text(exc)
+                if _is_throttle(text):
+                    raise Throttled(text) from None
+                raise Rejected(text) from None
+            return _appenduids(resp, len(items))
+
+        uids: list[int | None] = self._retrying(f"APPEND to {mutf7.decode(folder_raw)}", go)
+        self.stats.appended += len(items)
+        self.stats.bytes_appended += sum(len(i.raw) for i in items)
+        return uids
+
+    def verify(self, uids: Sequence[int]) -> dict[int, tuple[int, datetime | None]]:
+        """Size and INTERNALDATE of freshly appended UIDs in the selected folder."""
+
+        def go() -> dict[int, Any]:
+            return uid_fetch(self.client, uid_set(uids), ["RFC822.SIZE", "INTERNALDATE"])
+
+        data = self._retrying("FETCH verify", go)
+        return {uid: (int(d.get(b"RFC822.SIZE", 0)), d.get(b"INTERNALDATE")) for uid, d in data.items()}
+
+    def add_labels(self, uids: Sequence[int], labels: Sequence[str]) -> None:
+        """Gmail: STORE +X-GM-LABELS on messages of the selected folder."""
+        if not uids or not labels:
+            return
+
+        def go() -> None:
+            try:
+                self.client.add_gmail_labels(list(uids), list(labels), silent=True)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                text = _server_text(exc)
+                if _is_throttle(text):
+                    raise Throttled(text) from None
+                raise Rejected(text) from None
+
+        self._retrying("STORE X-GM-LABELS", go)
+
+
+def _append_dict(item: AppendItem) -> dict[str, Any]:
+    d: dict[str, Any] = {"msg": item.raw, "flags": list(item.flags)}
+    if item.date is not None:
+        d["date"] = item.date
+    return d
+
+
+def _appenduids(resp: Any, count: int) -> list[int | None]:
+    """UIDs from an ``[APPENDUID v uid-set]`` response code, in order."""
+    if isinstance(resp, list | tuple):
+        resp = b" ".join(r if isinstance(r, bytes) else _s(r).encode() for r in resp)
+    if isinstance(resp, str):
+        resp = resp.encode()
+    m = _APPENDUID.search(resp or b"")
+    if not m:
+        return [None] * count
+    uids: list[int] = []
+    for part in m.group(2).split(b","):
+        if b":" in part:
+            a, b = (int(x) for x in part.split(b":"))
+            uids.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
+        else:
+            uids.append(int(part))
+    if len(uids) != count:
+        return [None] * count
+    return [int(u) for u in uids]
+
+
+_MSGID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id(header_block: bytes) -> str:
+    """The Message-ID of a header block, whitespace-normalised ('' if none)."""
+    m = _MSGID.search(header_block)
+    if not m:
+        return ""
+    return " ".join(m.group(1).decode("latin-1").split())
