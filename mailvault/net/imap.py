@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import imapclient
-from imapclient.imapclient import seq_to_parenstr_upper
+from imapclient.datetime_util import datetime_to_INTERNALDATE
+from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response
+from imapclient.util import to_bytes
 
 
 def uid_set(uids: Sequence[int]) -> str:
@@ -44,3 +47,24 @@ def uid_fetch(
     typ, data = client._imap._untagged_response(typ, data, "FETCH")
     result: dict[int, Any] = parse_fetch_response(data, client.normalise_times, True)
     return result
+
+
+def append(
+    client: imapclient.IMAPClient,
+    folder_raw: str,
+    messages: Sequence[tuple[bytes, Sequence[str], datetime | None]],
+) -> bytes:
+    """APPEND one message, or several in one MULTIAPPEND command (RFC 3502); return the OK text.
+
+    Messages go as literals (non-synchronising with LITERAL+). Raises imapclient's error on NO/BAD
+    — a MULTIAPPEND is all or nothing.
+    """
+    args: list[bytes] = [_quote(folder_raw.encode("utf-8"))]
+    for raw, flags, date in messages:
+        args.append(to_bytes(seq_to_parenstr(list(flags))))
+        if date is not None:
+            args.append(b'"' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"')
+        args.append(_literal(raw))
+    typ, data = client._raw_command(b"APPEND", args, uid=False)
+    client._checkok("append", typ, data)
+    return b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)

@@ -22,6 +22,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from mailvault.errors import ConnectError, ProtocolError
 from mailvault.net import mutf7
+from mailvault.net.imap import append as imap_append
 from mailvault.net.imap import uid_fetch, uid_set
 from mailvault.net.session import logout_quietly
 from mailvault.sources.imap import SPECIAL_USE
@@ -259,13 +260,11 @@ class ImapTarget:
         def go() -> list[int | None]:
             try:
                 if len(items) > 1 and self.multiappend:
-                    msgs = [_append_dict(i) for i in items]
-                    resp = self.client.multiappend(folder_raw, msgs)
+                    resp = imap_append(self.client, folder_raw, [(i.raw, i.flags, i.date) for i in items])
                 else:
-                    resp = b""
                     uids: list[int | None] = []
                     for it in items:
-                        r = self.client.append(folder_raw, it.raw, list(it.flags), it.date)
+                        r = imap_append(self.client, folder_raw, [(it.raw, it.flags, it.date)])
                         uids.extend(_appenduids(r, 1))
                     return uids
             except IMAPClientAbortError:
@@ -308,13 +307,6 @@ class ImapTarget:
                 raise Rejected(text) from None
 
         self._retrying("STORE X-GM-LABELS", go)
-
-
-def _append_dict(item: AppendItem) -> dict[str, Any]:
-    d: dict[str, Any] = {"msg": item.raw, "flags": list(item.flags)}
-    if item.date is not None:
-        d["date"] = item.date
-    return d
 
 
 def _appenduids(resp: Any, count: int) -> list[int | None]:
