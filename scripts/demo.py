@@ -1,10 +1,11 @@
-"""The newcomer's first run: a throwaway Dovecot with sample mail, backed up into a local vault.
+"""The newcomer's first run: a throwaway Dovecot with sample mail, backed up and restored.
 
 Starts a private Dovecot on loopback (no system service is touched), seeds an account with
 generated sample mail in several folders (Unicode names, flags, keywords), runs
 ``mailvault backup`` over IMAPS into a fresh vault, lists the snapshot, backs up again
-(nothing new is fetched), and checks the vault. Everything lives in one temp directory,
-removed at the end (``--keep`` keeps it).
+(nothing new is fetched), checks the vault, restores the snapshot into a second, empty
+account and shows that both accounts hold the same messages, flags and dates.
+Everything lives in one temp directory, removed at the end (``--keep`` keeps it).
 """
 
 from __future__ import annotations
@@ -69,6 +70,31 @@ def sample_messages(folder: str, count: int, rng: random.Random) -> list[tuple[b
     return out
 
 
+def account_view(server: Dovecot, user: str) -> dict[str, list[tuple[bytes, tuple[str, ...], str]]]:
+    """Every folder's messages as sorted (bytes, flags, INTERNALDATE) — read with plain imapclient."""
+    client = server.imap_client(user)
+    view: dict[str, list[tuple[bytes, tuple[str, ...], str]]] = {}
+    try:
+        for flags, _delim, name in client.list_folders():
+            if b"\\Noselect" in flags or b"\\NonExistent" in flags:
+                continue
+            info = client.select_folder(name, readonly=True)
+            if not info.get(b"EXISTS"):
+                continue
+            data = client.fetch(client.search("ALL"), ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])
+            view[name] = sorted(
+                (
+                    d[b"BODY[]"],
+                    tuple(sorted(f.decode() for f in d[b"FLAGS"] if f != b"\\Recent")),
+                    d[b"INTERNALDATE"].isoformat(),
+                )
+                for d in data.values()
+            )
+    finally:
+        client.logout()
+    return view
+
+
 def run(cmd: list[str], env: dict[str, str]) -> None:
     print("$ " + " ".join(cmd), flush=True)
     subprocess.run(cmd, env=env, check=True)
@@ -85,6 +111,7 @@ def main() -> int:
         server.start()
         server.clear_auth_penalty()
         server.add_user("alice", "demo-password")
+        server.add_user("bob", "demo-password-bob")
         rng = random.Random(2026)
         total = 0
         for folder, count in FOLDERS.items():
@@ -97,6 +124,7 @@ def main() -> int:
             MAILVAULT_PASSWORD="demo vault passphrase",
             MAILVAULT_CACHE_DIR=str(work / "cache"),
             ALICE_PASSWORD="demo-password",
+            BOB_PASSWORD="demo-password-bob",
         )
         url = f"imaps://alice@127.0.0.1:{server.imaps_port}"
         common = ["--password-env", "ALICE_PASSWORD", "--ca-file", str(server.ca_file), "--account", "alice"]
@@ -108,6 +136,19 @@ def main() -> int:
         run([mailvault, "backup", str(vault), url, *common], env)
         run([mailvault, "check", str(vault), "--read-data"], env)
         run([mailvault, "stats", str(vault)], env)
+        print("== restore the snapshot into bob's empty account:")
+        bob = f"imaps://bob@127.0.0.1:{server.imaps_port}"
+        restore_opts = ["--password-env", "BOB_PASSWORD", "--ca-file", str(server.ca_file), "--account", "alice"]
+        run([mailvault, "restore", str(vault), bob, *restore_opts], env)
+        a, b = account_view(server, "alice"), account_view(server, "bob")
+        for folder in sorted(a):
+            same = "identical" if a[folder] == b.get(folder) else "DIFFERENT"
+            print(f"   {folder:28} alice {len(a[folder]):3}  bob {len(b.get(folder, [])):3}  {same}")
+        if a != b:
+            print("== demo FAILED: the restored account differs")
+            return 1
+        print("== a second restore uploads nothing:")
+        run([mailvault, "restore", str(vault), bob, *restore_opts], env)
         print(f"== demo OK ({work if args.keep else 'temp files removed'})")
         return 0
     finally:
