@@ -340,8 +340,13 @@ class Repository:
         return snapshot.id
 
     # -- writing ----------------------------------------------------------------------------------
-    def writer(self) -> VaultWriter:
-        return VaultWriter(self)
+    def writer(self, *, for_repack: bool = False) -> VaultWriter:
+        return VaultWriter(self, for_repack=for_repack)
+
+    def resync_index(self) -> None:
+        """Bring the index cache up to date with ``index/`` (after prune replaced it)."""
+        self.cache.sync(self.backend, self.sealer)
+        self._blocks.clear()
 
     def iter_messages(
         self, snapshot: Snapshot, folders: list[str] | None = None
@@ -357,9 +362,12 @@ class Repository:
 class VaultWriter:
     """Adds blobs to packs and commits snapshots, in the crash-safe order."""
 
-    def __init__(self, repo: Repository) -> None:
+    def __init__(self, repo: Repository, *, for_repack: bool = False) -> None:
+        """``for_repack``: prune's writer — every blob given is written (the old copies are
+        about to be deleted) and orphan packs are left alone (prune deletes them)."""
         self.repo = repo
         self.params = repo.params
+        self._for_repack = for_repack
         self._pending: set[bytes] = set()
         self._written: list[tuple[bytes, PackHeader]] = []
         self._builders: dict[int, PackBuilder] = {}
@@ -367,7 +375,8 @@ class VaultWriter:
         self.new_message_bytes = 0
         self.stored_bytes = 0
         self.packs_written = 0
-        self.recovered_packs = self._recover_orphans()
+        self.index_ids: list[bytes] = []
+        self.recovered_packs = 0 if for_repack else self._recover_orphans()
         dicts = repo.dict_ids()
         self._dict_id: bytes | None = dicts[0] if dicts else None
         self._sampling = (
@@ -421,6 +430,8 @@ class VaultWriter:
         return b
 
     def has(self, blob_id: bytes) -> bool:
+        if self._for_repack:
+            return blob_id in self._pending
         return blob_id in self._pending or self.repo.cache.has(blob_id)
 
     def add(self, raw: bytes, blob_type: int = BLOB_MESSAGE) -> tuple[str, bool]:
@@ -490,7 +501,9 @@ class VaultWriter:
         index_id, sealed = encode_index_file(self.repo.sealer, packs)
         self.repo.backend.put(index_name(index_id), sealed)
         self.stored_bytes += len(sealed)
-        self.repo.cache.add(index_id, packs)
+        self.index_ids.append(index_id)
+        if not self._for_repack:
+            self.repo.cache.add(index_id, packs)
 
     def write_pending_index(self) -> None:
         if self._written:

@@ -1,0 +1,64 @@
+"""Job schedules: ``hourly``, ``daily``, ``daily HH:MM``, ``weekly``, ``weekly DAY HH:MM``, or a
+five-field cron expression (evaluated by ``croniter``) — in the machine's local time.
+
+A job is *due* when it never succeeded, or when a fire time of its schedule lies after its
+last successful run and not after now. A runner started every few minutes by cron or a
+systemd timer (``mailvault run --due``) thus runs each job once per period.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from croniter import croniter
+
+from mailvault.errors import ConfigError
+
+_DAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 0}
+
+
+@dataclass(frozen=True)
+class Schedule:
+    text: str
+    cron: str
+
+    def next_after(self, when: datetime) -> datetime:
+        result: datetime = croniter(self.cron, when.astimezone()).get_next(datetime)
+        return result
+
+    def is_due(self, last_success: datetime | None, now: datetime | None = None) -> bool:
+        if last_success is None:
+            return True
+        now = now or datetime.now().astimezone()
+        return self.next_after(last_success) <= now
+
+
+def _hhmm(text: str, original: str) -> tuple[int, int]:
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ConfigError(f"bad time {text!r} in schedule {original!r} (expected HH:MM)")
+    return int(m.group(1)), int(m.group(2))
+
+
+def parse_schedule(text: str) -> Schedule:
+    words = text.strip().lower().split()
+    if words == ["hourly"]:
+        return Schedule(text, "0 * * * *")
+    if words == ["daily"]:
+        return Schedule(text, "0 0 * * *")
+    if len(words) == 2 and words[0] == "daily":
+        h, m = _hhmm(words[1], text)
+        return Schedule(text, f"{m} {h} * * *")
+    if words == ["weekly"]:
+        return Schedule(text, "0 0 * * 1")
+    if len(words) == 3 and words[0] == "weekly" and words[1][:3] in _DAYS:
+        h, m = _hhmm(words[2], text)
+        return Schedule(text, f"{m} {h} * * {_DAYS[words[1][:3]]}")
+    if len(words) == 5 and croniter.is_valid(text.strip()):
+        return Schedule(text, text.strip())
+    raise ConfigError(
+        f"bad schedule {text!r}: expected hourly, daily, 'daily HH:MM', weekly, 'weekly DAY HH:MM' "
+        "or a cron expression like '30 2 * * *'"
+    )

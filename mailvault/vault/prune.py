@@ -1,0 +1,154 @@
+"""``mailvault prune``: delete what no snapshot needs, under the exclusive lock, crash-safe.
+
+Order (docs/FORMAT.md, "Prune"):
+
+1. mark: every manifest and message blob named by a remaining snapshot is needed;
+2. repack: needed blobs of partly-used packs are copied into new packs, with an index
+   file for them;
+3. a new index covering every pack that is kept whole is written;
+4. only then are the old index files deleted, and after them the packs nothing needs
+   (unused, repacked, or orphaned by interrupted runs).
+
+A crash before step 4 leaves the old index valid (its packs still exist); a crash
+during step 4 leaves packs that no index names, which the next prune deletes. Nothing
+a kept snapshot needs is ever deleted before its new home is written.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailvault.errors import FormatError, IntegrityError, VaultError
+from mailvault.progress import QUIET, Progress
+from mailvault.vault.format import PackHeader, id_from_name, index_name, pack_name, sha256
+from mailvault.vault.index import decode_index_file, encode_index_file
+from mailvault.vault.packs import read_pack
+from mailvault.vault.repository import Repository
+
+#: Index files written by prune hold at most this many packs each.
+PACKS_PER_INDEX = 256
+
+
+@dataclass
+class PruneResult:
+    dry_run: bool
+    snapshots: int = 0
+    needed_blobs: int = 0
+    packs_total: int = 0
+    packs_kept: int = 0
+    packs_repacked: int = 0
+    packs_deleted: int = 0
+    blobs_removed: int = 0
+    bytes_before: int = 0
+    bytes_after: int = 0
+    index_files_replaced: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return max(0, self.bytes_before - self.bytes_after)
+
+
+def prune(
+    repo: Repository, *, dry_run: bool = False, wait: float = 0.0, progress: Progress = QUIET
+) -> PruneResult:
+    with repo.lock(exclusive=True, wait=wait):
+        return _prune_locked(repo, dry_run=dry_run, progress=progress)
+
+
+def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> PruneResult:
+    backend = repo.backend
+    result = PruneResult(dry_run)
+    # 1. Mark.
+    needed: set[bytes] = set()
+    snapshots = repo.snapshots()
+    result.snapshots = len(snapshots)
+    with progress.bar("prune: mark", total=len(snapshots), unit="snap") as bar:
+        for snap in snapshots:
+            for folder in snap.folders:
+                needed.add(bytes.fromhex(folder.manifest))
+                needed.update(bytes.fromhex(e.blob) for e in repo.read_manifest(folder))
+            bar.update()
+    result.needed_blobs = len(needed)
+    # The index as stored (not the cache): pack -> header with ids; first listing wins.
+    old_index = [id_from_name(n) for n, _ in backend.list("index/")]
+    headers: dict[bytes, PackHeader] = {}
+    for index_id in old_index:
+        sealed = backend.get(index_name(index_id))
+        if sha256(sealed) != index_id:
+            raise IntegrityError(f"index file {index_id.hex()[:12]} is damaged; run 'mailvault check'")
+        for pack_id, header in decode_index_file(repo.sealer, sealed):
+            headers.setdefault(pack_id, header)
+    stored = {}
+    for name, size in backend.list("data/"):
+        try:
+            stored[id_from_name(name)] = size
+        except FormatError:
+            result.warnings.append(f"ignored unexpected object {name}")
+    result.packs_total = len(stored)
+    result.bytes_before = sum(stored.values())
+    # Decide per pack; a blob stored twice keeps its first copy only.
+    placed: set[bytes] = set()
+    keep: dict[bytes, PackHeader] = {}
+    repack: dict[bytes, set[bytes]] = {}
+    drop: set[bytes] = set(stored) - set(headers)  # orphans: in no index
+    for pack_id, header in headers.items():
+        if pack_id not in stored:
+            result.warnings.append(f"index names missing pack {pack_id.hex()[:12]}; run 'mailvault check'")
+            continue
+        used = {e.id for e in header.blobs if e.id in needed and e.id not in placed}
+        placed.update(used)
+        if not used:
+            drop.add(pack_id)
+        elif len(used) == len(header.blobs):
+            keep[pack_id] = header
+        else:
+            repack[pack_id] = used
+    missing = needed - placed
+    if missing:
+        raise VaultError(
+            f"{len(missing)} blob(s) needed by snapshots are in no pack; refusing to prune a damaged vault "
+            "(run 'mailvault check')"
+        )
+    result.packs_kept = len(keep)
+    result.packs_repacked = len(repack)
+    result.packs_deleted = len(drop)
+    result.blobs_removed = sum(len(h.blobs) for h in headers.values()) - len(needed)
+    if dry_run:
+        result.bytes_after = sum(stored[p] for p in keep) + sum(
+            stored[p] * len(u) // max(1, len(headers[p].blobs)) for p, u in repack.items()
+        )
+        return result
+    # 2. Repack.
+    writer = repo.writer(for_repack=True)
+    with progress.bar("prune: repack", total=len(repack), unit="pack") as bar:
+        for pack_id, used in repack.items():
+            data = backend.get(pack_name(pack_id))
+            header, blocks = read_pack(repo.sealer, data, repo.load_dict)
+            for e in header.blobs:
+                if e.id in used and e.id not in writer._pending:
+                    raw = blocks[e.block]
+                    if not isinstance(raw, bytes):
+                        raise IntegrityError(f"pack {pack_id.hex()[:12]}: {raw}; run 'mailvault check'")
+                    writer.add(raw[e.offset : e.offset + e.length], e.type)
+            if not used <= writer._pending:
+                raise IntegrityError(f"pack {pack_id.hex()[:12]} lacks blobs its index lists")
+            bar.update()
+    writer.flush()
+    new_index = set(writer.index_ids)
+    # 3. The index of the packs kept whole.
+    kept = list(keep.items())
+    for i in range(0, len(kept), PACKS_PER_INDEX):
+        index_id, sealed = encode_index_file(repo.sealer, kept[i : i + PACKS_PER_INDEX])
+        backend.put(index_name(index_id), sealed)
+        new_index.add(index_id)
+    # 4. Delete the old index files, then the packs nothing needs.
+    for index_id in old_index:
+        if index_id not in new_index:
+            backend.delete(index_name(index_id))
+            result.index_files_replaced += 1
+    for pack_id in (*drop, *repack):
+        backend.delete(pack_name(pack_id))
+    repo.resync_index()
+    result.bytes_after = sum(size for _, size in backend.list("data/"))
+    return result
