@@ -34,6 +34,7 @@ class LockInfo:
     pid: int
     time: float
     exclusive: bool
+    account: str | None = None
 
     def is_stale(self, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -49,7 +50,7 @@ class LockInfo:
         return False
 
     def describe(self) -> str:
-        kind = "exclusive" if self.exclusive else "shared"
+        kind = f"account {self.account!r}" if self.account else "exclusive" if self.exclusive else "shared"
         age = int(time.time() - self.time)
         return f"{kind} lock by pid {self.pid} on {self.host} ({age}s ago)"
 
@@ -60,7 +61,14 @@ def read_locks(backend: Backend, sealer: Sealer) -> list[LockInfo]:
         try:
             doc = json.loads(sealer.open(backend.get(name), AD_LOCK))
             out.append(
-                LockInfo(name, doc["host"], int(doc["pid"]), float(doc["time"]), bool(doc["exclusive"]))
+                LockInfo(
+                    name,
+                    doc["host"],
+                    int(doc["pid"]),
+                    float(doc["time"]),
+                    bool(doc["exclusive"]),
+                    doc.get("account"),
+                )
             )
         except ObjectNotFound:
             continue
@@ -73,10 +81,12 @@ def read_locks(backend: Backend, sealer: Sealer) -> list[LockInfo]:
 class Lock:
     """A held lock; use as a context manager or call release()."""
 
-    def __init__(self, backend: Backend, sealer: Sealer, exclusive: bool) -> None:
+    def __init__(self, backend: Backend, sealer: Sealer, exclusive: bool, account: str | None = None) -> None:
+        """A vault lock, or with ``account`` a lock that only conflicts with the same account's."""
         self._backend = backend
         self._sealer = sealer
         self.exclusive = exclusive
+        self.account = account
         self.name = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -88,6 +98,7 @@ class Lock:
             "pid": os.getpid(),
             "time": time.time(),
             "exclusive": self.exclusive,
+            "account": self.account,
         }
         name = f"locks/{secrets.token_hex(32)}"
         self._backend.put(name, self._sealer.seal(json.dumps(doc).encode(), AD_LOCK), exclusive=True)
@@ -98,8 +109,13 @@ class Lock:
         return [
             lk
             for lk in read_locks(self._backend, self._sealer)
-            if lk.name != self.name and not lk.is_stale(now) and (self.exclusive or lk.exclusive)
+            if lk.name != self.name and not lk.is_stale(now) and self._conflicts_with(lk)
         ]
+
+    def _conflicts_with(self, lk: LockInfo) -> bool:
+        if self.account is not None:
+            return lk.account == self.account
+        return lk.account is None and (self.exclusive or lk.exclusive)
 
     def acquire(self, wait: float = 0.0) -> Lock:
         deadline = time.monotonic() + wait
@@ -114,9 +130,9 @@ class Lock:
                 self._backend.delete(self.name)
                 self.name = ""
             if time.monotonic() >= deadline:
+                what = f"account {self.account!r} is busy" if self.account else "vault is locked"
                 raise LockedError(
-                    f"vault is locked: {conflicts[0].describe()}; "
-                    "if that process is gone, run 'mailvault unlock'"
+                    f"{what}: {conflicts[0].describe()}; if that process is gone, run 'mailvault unlock'"
                 )
             time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
         self._thread = threading.Thread(target=self._refresh_loop, name="mailvault-lock", daemon=True)

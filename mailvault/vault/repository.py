@@ -8,6 +8,7 @@ that a stored index file lists; the snapshot is the single commit point.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import socket
@@ -45,7 +46,7 @@ from mailvault.vault.format import (
     sha256,
     snapshot_name,
 )
-from mailvault.vault.index import IndexCache, Location, encode_index_file, open_cache
+from mailvault.vault.index import IndexCache, Location, default_cache_root, encode_index_file, open_cache
 from mailvault.vault.locks import Lock
 from mailvault.vault.packs import PackBuilder, open_block, read_pack
 from mailvault.vault.snapshots import (
@@ -85,6 +86,19 @@ class VaultParams:
             raise ConfigError("zstd level must be between 1 and 22")
         if self.dictionary not in ("auto", "off"):
             raise ConfigError("dictionary must be 'auto' or 'off'")
+
+
+def _encrypted_marker(cache_root: Path | None, vault_id: str) -> Path:
+    return (cache_root or default_cache_root()) / vault_id / "encrypted"
+
+
+def _remember_encrypted(cache_root: Path | None, vault_id: str) -> None:
+    """Note on this machine that the vault is encrypted, so a config later altered to say
+    "none" is refused instead of receiving plaintext (downgrade protection)."""
+    marker = _encrypted_marker(cache_root, vault_id)
+    with contextlib.suppress(OSError):
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
@@ -157,6 +171,7 @@ class Repository:
             data = keyfile.to_bytes()
             backend.put(f"keys/{sha256(data).hex()}", data, exclusive=True)
             config["check"] = base64.b64encode(sealer.seal(_canonical(config), AD_CONFIG)).decode()
+            _remember_encrypted(cache_root, config["id"])
         else:
             sealer = PlainSealer()
         # The config is written last: its presence is what makes the location a vault.
@@ -191,10 +206,16 @@ class Repository:
             )
         keyfiles = [KeyFile.from_bytes(backend.get(name)) for name, _ in backend.list("keys/")]
         sealer: Sealer
+        marker = _encrypted_marker(cache_root, str(config.get("id", "?")))
         if config.get("encryption") == "none":
             if keyfiles:
                 raise FormatError(
                     f"{backend.location}: config says unencrypted but key files exist (config altered?)"
+                )
+            if marker.exists():
+                raise IntegrityError(
+                    f"{backend.location}: this vault was encrypted when last used here, but its config now "
+                    "says unencrypted; refusing to write plaintext (config altered?)"
                 )
             sealer = PlainSealer()
         elif config.get("encryption") == "aes-256-gcm":
@@ -211,6 +232,7 @@ class Repository:
                 raise IntegrityError(f"{backend.location}: the vault config fails its check") from None
             if expected != _canonical(check):
                 raise IntegrityError(f"{backend.location}: the vault config was altered")
+            _remember_encrypted(cache_root, config["id"])
         else:
             raise FormatError(f"{backend.location}: unknown encryption {config.get('encryption')!r}")
         return cls(backend, config, sealer, cache_root)
@@ -235,8 +257,8 @@ class Repository:
             self._cache.sync(self.backend, self.sealer)
         return self._cache
 
-    def lock(self, *, exclusive: bool = False, wait: float = 0.0) -> Lock:
-        return Lock(self.backend, self.sealer, exclusive).acquire(wait)
+    def lock(self, *, exclusive: bool = False, wait: float = 0.0, account: str | None = None) -> Lock:
+        return Lock(self.backend, self.sealer, exclusive, account).acquire(wait)
 
     # -- dictionaries -----------------------------------------------------------------------------
     def load_dict(self, dict_id: bytes) -> zstandard.ZstdCompressionDict:
