@@ -379,7 +379,7 @@ class _Pop3Backup(_Base):
         if not src.has_uidl:
             self.result.warnings.append("the server has no UIDL: --delete-after-days was not applied")
             return
-        cutoff = datetime.now(UTC) - timedelta(days=days)
+        cutoff = datetime.now(UTC) - timedelta(days=min(days, 700_000))  # ~1900 years: no overflow
         old = {
             str(e.uid)
             for e in committed

@@ -676,6 +676,216 @@ def _default_migrate_vault() -> str:
     return str(Path(platformdirs.user_data_dir("mailvault")) / "migrate-vault")
 
 
+config_app = typer.Typer(help="Work with the job runner's configuration file.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", help="Config file (default: $MAILVAULT_CONFIG or the platform config dir)."),
+]
+
+
+def _config_path(config: Path | None) -> Path:
+    from mailvault.config import default_config_path
+
+    return config or default_config_path()
+
+
+@config_app.command("check")
+def config_check(
+    file: Annotated[Path, typer.Argument(help="The TOML config file to validate.")],
+    as_json: Json = False,
+) -> None:
+    """Validate every key of a config file; errors name the file, line and key."""
+    from mailvault.config import load_config
+
+    cfg = run(lambda: load_config(file))
+    info = {
+        "file": str(file),
+        "vaults": len(cfg.vaults),
+        "accounts": len(cfg.accounts),
+        "jobs": len(cfg.jobs),
+    }
+    if as_json:
+        _emit_json({**info, "ok": True})
+    else:
+        typer.echo(f"{file}: ok ({info['vaults']} vaults, {info['accounts']} accounts, {info['jobs']} jobs)")
+
+
+@app.command("run")
+def run_jobs(
+    job: Annotated[list[str] | None, typer.Argument(help="Jobs to run (default: all).")] = None,
+    config: ConfigOpt = None,
+    due: Annotated[bool, typer.Option("--due", help="Only jobs whose schedule says they are due.")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", help="Accounts processed in parallel.")] = 1,
+    shard: Annotated[
+        str | None, typer.Option("--shard", help="Only this stable share I/N of the accounts.")
+    ] = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Run the jobs of a config file (backups, restores, migrations, retention)."""
+    from mailvault.config import load_config
+    from mailvault.runner import Runner, parse_shard
+
+    def go() -> Any:
+        cfg = load_config(_config_path(config))
+        progress = _progress(quiet, as_json) if jobs == 1 else Progress(False)
+        return Runner(cfg, progress=progress).run(
+            job or (), due_only=due, parallel=jobs, shard=parse_shard(shard)
+        )
+
+    summary = run(go)
+    if as_json:
+        _emit_json({**asdict(summary), "exit_code": summary.exit_code})
+    else:
+        if not quiet or summary.exit_code:
+            head = f"{'JOB':16} {'ACCOUNT':24} {'STATUS':8} {'SNAPSHOT':12} {'MSGS':>7} {'NEW':>6}"
+            typer.echo(f"{head} {'SECS':>6}  NOTE")
+            for r in summary.results:
+                if quiet and r.exit_code == 0:
+                    continue
+                note = r.message + (f" [{r.hook_error}]" if r.hook_error else "")
+                typer.echo(
+                    f"{r.job[:16]:16} {r.account[:24]:24} {r.status:8} {r.snapshot[:12]:12} {r.messages:>7} "
+                    f"{(r.fetched or r.uploaded):>6} {r.duration:>6.1f}  {note}"
+                )
+        for vault_name, freed in summary.pruned.items():
+            if not quiet:
+                typer.echo(f"pruned vault {vault_name}: {_human(freed)} freed")
+        for e in summary.errors:
+            typer.echo(f"mailvault: {e}", err=True)
+    if summary.exit_code:
+        raise typer.Exit(summary.exit_code)
+
+
+@app.command()
+def status(config: ConfigOpt = None, as_json: Json = False) -> None:
+    """Last run and last success of every job and account, and whether it is due."""
+    from mailvault.config import load_config
+    from mailvault.runner import status as job_status
+
+    rows = run(lambda: job_status(load_config(_config_path(config))))
+    if as_json:
+        _emit_json([asdict(r) for r in rows])
+        return
+    typer.echo(f"{'JOB':16} {'ACCOUNT':24} {'LAST RUN':19} {'STATUS':9} {'LAST SUCCESS':19} DUE")
+    for r in rows:
+        last = r.last_run[:19].replace("T", " ")
+        ok = r.last_success[:19].replace("T", " ")
+        due = "yes" if r.due else "no"
+        typer.echo(f"{r.job[:16]:16} {r.account[:24]:24} {last:19} {r.last_status:9} {ok:19} {due}")
+
+
+@app.command()
+def schedule(
+    systemd: Annotated[bool, typer.Option("--systemd", help="Print a systemd service + timer.")] = False,
+    cron: Annotated[bool, typer.Option("--cron", help="Print a crontab line.")] = False,
+    config: ConfigOpt = None,
+    every: Annotated[int, typer.Option("--every", help="Minutes between runner starts.")] = 15,
+) -> None:
+    """Print ready-to-install units (systemd) or a crontab entry that runs due jobs."""
+    import shutil
+
+    from mailvault.runner import schedule_units
+
+    if systemd == cron:
+        _fail("give exactly one of --systemd or --cron", EXIT_ERROR)
+    if not 1 <= every <= 59:
+        _fail("--every must be between 1 and 59 minutes", EXIT_ERROR)
+    exe = shutil.which("mailvault") or "mailvault"
+    typer.echo(
+        schedule_units("cron" if cron else "systemd", _config_path(config).resolve(), every, exe), nl=False
+    )
+
+
+@app.command("forget")
+def forget_cmd(
+    vault: VaultArg,
+    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    keep_last: Annotated[int, typer.Option("--keep-last")] = 0,
+    keep_hourly: Annotated[int, typer.Option("--keep-hourly")] = 0,
+    keep_daily: Annotated[int, typer.Option("--keep-daily")] = 0,
+    keep_weekly: Annotated[int, typer.Option("--keep-weekly")] = 0,
+    keep_monthly: Annotated[int, typer.Option("--keep-monthly")] = 0,
+    keep_yearly: Annotated[int, typer.Option("--keep-yearly")] = 0,
+    prune_: Annotated[bool, typer.Option("--prune", help="Then delete the data nothing needs.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be forgotten.")] = False,
+    password_file: PasswordFile = None,
+    password_command: PasswordCommand = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Drop snapshots per a keep policy (per account); with --prune free their space."""
+    from mailvault.retention import KeepPolicy, forget
+    from mailvault.vault.prune import prune
+
+    policy = KeepPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly)
+
+    def go() -> Any:
+        with _open(vault, password_file, password_command) as repo:
+            f = forget(repo, policy, account=account, dry_run=dry_run)
+            p = prune(repo, dry_run=dry_run, progress=_progress(quiet, as_json)) if prune_ else None
+            return f, p
+
+    f, p = run(go)
+    if as_json:
+        _emit_json(
+            {
+                "dry_run": dry_run,
+                "kept": [{"id": d.snapshot.id, "account": d.snapshot.account, "time": d.snapshot.time,
+                          "reasons": d.reasons} for d in f.kept],
+                "removed": [{"id": d.snapshot.id, "account": d.snapshot.account, "time": d.snapshot.time}
+                            for d in f.removed],
+                "prune": asdict(p) if p else None,
+            }
+        )  # fmt: skip
+        return
+    if not quiet:
+        verb = "would forget" if dry_run else "forgot"
+        for d in f.removed:
+            typer.echo(f"{verb} {d.snapshot.id[:12]} {d.snapshot.account} {d.snapshot.time}")
+        typer.echo(
+            f"{len(f.kept)} snapshots kept, {len(f.removed)} {'to forget' if dry_run else 'forgotten'}"
+        )
+        if p is not None:
+            _echo_prune(p)
+
+
+def _echo_prune(p: Any) -> None:
+    verb = "would free" if p.dry_run else "freed"
+    typer.echo(
+        f"prune: {p.packs_deleted} packs deleted, {p.packs_repacked} repacked, "
+        f"{p.blobs_removed} blobs removed; {verb} {_human(p.bytes_freed)}"
+    )
+    for w in p.warnings:
+        typer.echo(f"warning: {w}", err=True)
+
+
+@app.command("prune")
+def prune_cmd(
+    vault: VaultArg,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only show what would be freed.")] = False,
+    wait: Annotated[float, typer.Option("--wait", help="Seconds to wait for other writers' locks.")] = 0.0,
+    password_file: PasswordFile = None,
+    password_command: PasswordCommand = None,
+    quiet: Quiet = False,
+    as_json: Json = False,
+) -> None:
+    """Delete data no snapshot needs (exclusive lock; crash-safe)."""
+    from mailvault.vault.prune import prune
+
+    def go() -> Any:
+        with _open(vault, password_file, password_command) as repo:
+            return prune(repo, dry_run=dry_run, wait=wait, progress=_progress(quiet, as_json))
+
+    p = run(go)
+    if as_json:
+        _emit_json({**asdict(p), "bytes_freed": p.bytes_freed})
+    elif not quiet:
+        _echo_prune(p)
+
+
 @app.command()
 def unlock(
     vault: VaultArg,

@@ -1,0 +1,436 @@
+"""``mailvault run``: the jobs of a config file — due or not, in parallel, sharded, with hooks.
+
+Every (job, account) pair is one task. Tasks run in a thread pool (``--jobs N``); one
+task's failure never stops the others. Each task records its outcome in the vault
+(``runs/…``, sealed, written once), which is what ``--due`` and ``status`` read, so any
+machine sharing the vault knows when an account was last backed up. The same account is
+never processed by two runners at once: an account-scoped lock makes the second one skip
+with a message. Retention (``keep_*``) runs after a successful backup; ``prune`` runs once
+per vault at the end, when every task is done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shlex
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from mailvault.backup import BackupOptions, backup
+from mailvault.config import AccountConfig, Config, JobConfig, VaultConfig
+from mailvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ConfigError, LockedError, MailvaultError
+from mailvault.net.session import Credentials, TLSPolicy, parse_url
+from mailvault.passwords import from_command, from_env, from_file, secret_provider
+from mailvault.progress import QUIET, Progress
+from mailvault.restore import RestoreOptions, parse_map, restore
+from mailvault.retention import forget
+from mailvault.schedule import parse_schedule
+from mailvault.storage.base import Backend
+from mailvault.vault.crypto import Sealer
+from mailvault.vault.format import AD_STATE
+from mailvault.vault.prune import prune
+from mailvault.vault.repository import Repository
+
+#: How long the end-of-run prune waits for other writers to finish.
+PRUNE_WAIT = 600.0
+
+
+@dataclass
+class TaskResult:
+    job: str
+    account: str
+    kind: str
+    status: str  # ok | partial | failed | skipped | not-due
+    exit_code: int
+    message: str = ""
+    snapshot: str = ""
+    messages: int = 0
+    fetched: int = 0
+    uploaded: int = 0
+    forgotten: int = 0
+    started: str = ""
+    duration: float = 0.0
+    hook_error: str = ""
+
+
+@dataclass
+class RunSummary:
+    results: list[TaskResult] = field(default_factory=list)
+    pruned: dict[str, int] = field(default_factory=dict)  # vault -> bytes freed
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        codes = [r.exit_code for r in self.results]
+        if self.errors:
+            codes.append(EXIT_ERROR)
+        return max(codes, default=EXIT_OK)
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ConfigError(f"--shard expects I/N (e.g. 1/3), got {text!r}") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ConfigError(f"--shard {text}: I must be between 1 and N")
+    return i, n
+
+
+def in_shard(account: str, shard: tuple[int, int] | None) -> bool:
+    """A stable choice: the same account always falls into the same shard of N."""
+    if shard is None:
+        return True
+    i, n = shard
+    h = int.from_bytes(hashlib.sha256(account.encode()).digest()[:8], "big")
+    return h % n == i - 1
+
+
+# -- run records in the vault ---------------------------------------------------------------
+
+
+def _key(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _record_prefix(job: str, account: str) -> str:
+    return f"runs/{_key(job)}/{_key(account)}/"
+
+
+def write_record(backend: Backend, sealer: Sealer, result: TaskResult) -> None:
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    name = _record_prefix(result.job, result.account) + f"{stamp}-{secrets.token_hex(4)}"
+    backend.put(name, sealer.seal(json.dumps(asdict(result)).encode(), AD_STATE), exclusive=True)
+
+
+def read_records(backend: Backend, sealer: Sealer, job: str, account: str) -> list[dict[str, Any]]:
+    """The run records of one job and account, oldest first."""
+    names = sorted(n for n, _ in backend.list(_record_prefix(job, account)))
+    out = []
+    for name in names:
+        try:
+            out.append(json.loads(sealer.open(backend.get(name), AD_STATE)))
+        except (MailvaultError, ValueError):
+            continue
+    return out
+
+
+def last_success(records: list[dict[str, Any]]) -> datetime | None:
+    for rec in reversed(records):
+        if rec.get("status") in ("ok", "partial") and rec.get("started"):
+            return datetime.fromisoformat(rec["started"])
+    return None
+
+
+# -- secrets ---------------------------------------------------------------------------------
+
+
+def vault_password(v: VaultConfig) -> Any:
+    def provide() -> bytes:
+        if v.password_file:
+            return from_file(Path(v.password_file))
+        if v.password_command:
+            return from_command(v.password_command, what=f"vault {v.name} password")
+        env = from_env(v.password_env or "MAILVAULT_PASSWORD")
+        if env is None:
+            raise ConfigError(
+                f"vault {v.name}: environment variable {v.password_env or 'MAILVAULT_PASSWORD'} is not set"
+            )
+        return env
+
+    return provide
+
+
+def account_access(a: AccountConfig) -> tuple[Credentials, TLSPolicy]:
+    if a.oauth2_token_command:
+        creds = Credentials(
+            oauth2_token=secret_provider(command=a.oauth2_token_command, label="OAuth2 token", cache=False)
+        )
+    elif a.password_env or a.password_command:
+        creds = Credentials(
+            password=secret_provider(
+                env_var=a.password_env, command=a.password_command, label=f"password of account {a.name}"
+            )
+        )
+    else:
+        raise ConfigError(f"account {a.name}: give password_env, password_command or oauth2_token_command")
+    return creds, TLSPolicy(a.ca_file, a.allow_plaintext)
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+
+class Runner:
+    def __init__(self, config: Config, *, progress: Progress = QUIET) -> None:
+        self.config = config
+        self.progress = progress
+        self._prune_lock = threading.Lock()
+        self._prune_vaults: set[str] = set()
+
+    def tasks(
+        self, job_names: Sequence[str] = (), shard: tuple[int, int] | None = None
+    ) -> list[tuple[JobConfig, AccountConfig]]:
+        names = list(job_names) or list(self.config.jobs)
+        for n in names:
+            if n not in self.config.jobs:
+                raise ConfigError(
+                    f"{self.config.path}: no job named {n!r} (have: {', '.join(self.config.jobs)})"
+                )
+        out = []
+        for n in names:
+            job = self.config.jobs[n]
+            for acc in job.accounts:
+                if in_shard(acc, shard):
+                    out.append((job, self.config.accounts[acc]))
+        return out
+
+    def run(
+        self,
+        job_names: Sequence[str] = (),
+        *,
+        due_only: bool = False,
+        parallel: int = 1,
+        shard: tuple[int, int] | None = None,
+    ) -> RunSummary:
+        tasks = self.tasks(job_names, shard)
+        summary = RunSummary()
+        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="mailvault-task") as pool:
+            futures = [pool.submit(self._task, job, acc, due_only) for job, acc in tasks]
+            summary.results = [f.result() for f in futures]
+        for vault_name in sorted(self._prune_vaults):
+            try:
+                with self._open(self.config.vaults[vault_name]) as repo:
+                    res = prune(repo, wait=PRUNE_WAIT)
+                summary.pruned[vault_name] = res.bytes_freed
+            except MailvaultError as exc:
+                summary.errors.append(f"prune of vault {vault_name}: {exc}")
+        return summary
+
+    def _open(self, v: VaultConfig) -> Repository:
+        return Repository.open(v.path, vault_password(v))
+
+    def _task(self, job: JobConfig, acc: AccountConfig, due_only: bool) -> TaskResult:
+        started = datetime.now(UTC).astimezone()
+        t0 = time.monotonic()
+        result = TaskResult(job.name, acc.name, job.kind, "ok", EXIT_OK, started=started.isoformat())
+        repo: Repository | None = None
+        try:
+            repo = self._open(self.config.vaults[job.vault])
+            if due_only and job.schedule:
+                last = last_success(read_records(repo.backend, repo.sealer, job.name, acc.name))
+                if not parse_schedule(job.schedule).is_due(last):
+                    result.status, result.message = (
+                        "not-due",
+                        f"last success {last.isoformat() if last else '-'}",
+                    )
+                    return result
+            try:
+                account_lock = repo.lock(account=acc.name)
+            except LockedError as exc:
+                result.status, result.exit_code, result.message = "skipped", EXIT_PARTIAL, str(exc)
+                return result
+            with account_lock:
+                self._execute(repo, job, acc, result)
+        except MailvaultError as exc:
+            result.status, result.exit_code, result.message = "failed", exc.exit_code or EXIT_ERROR, str(exc)
+        except Exception as exc:  # one account's surprise must not stop the others
+            result.status, result.exit_code = "failed", EXIT_ERROR
+            result.message = f"internal error: {type(exc).__name__}: {exc}"
+        finally:
+            result.duration = round(time.monotonic() - t0, 3)
+            if repo is not None:
+                if result.status != "not-due":
+                    try:
+                        write_record(repo.backend, repo.sealer, result)
+                    except MailvaultError as exc:
+                        result.message += f" (run record not written: {exc})"
+                repo.close()
+            if result.status not in ("not-due",):
+                self._hook(job, result)
+        return result
+
+    def _execute(self, repo: Repository, job: JobConfig, acc: AccountConfig, result: TaskResult) -> None:
+        creds, tls = account_access(acc)
+        code = EXIT_OK
+        if job.kind in ("backup", "migrate"):
+            b = backup(
+                repo,
+                acc.endpoint,
+                creds,
+                tls,
+                BackupOptions(
+                    account=acc.name,
+                    folders=acc.folders,
+                    exclude_folders=acc.exclude_folders,
+                    delete_after_days=acc.delete_after_days,
+                ),
+                progress=self.progress,
+            )
+            result.snapshot, result.messages, result.fetched = b.snapshot, b.messages, b.messages_fetched
+            code = max(code, b.exit_code)
+            if b.failures:
+                result.message = f"{len(b.failures)} message(s) not fetched: {b.failures[0]}"
+        if job.kind in ("restore", "migrate"):
+            assert job.target is not None
+            target = parse_url(job.target)
+            tcreds = Credentials(
+                password=secret_provider(
+                    env_var=job.target_password_env,
+                    command=job.target_password_command,
+                    label=f"password of {target.account}",
+                )
+                if not job.target_oauth2_token_command
+                else None,
+                oauth2_token=secret_provider(
+                    command=job.target_oauth2_token_command, label="OAuth2 token", cache=False
+                )
+                if job.target_oauth2_token_command
+                else None,
+            )
+            ttls = TLSPolicy(job.target_ca_file or acc.ca_file, acc.allow_plaintext)
+            r = restore(
+                repo,
+                target,
+                tcreds,
+                ttls,
+                RestoreOptions(
+                    snapshot=result.snapshot or job.snapshot,
+                    account=acc.name,
+                    maps=parse_map(job.maps),
+                    into=job.into,
+                    max_upload_mb_per_day=job.max_upload_mb_per_day,
+                ),
+                progress=self.progress,
+            )
+            result.uploaded = r.uploaded
+            result.snapshot = result.snapshot or r.snapshot
+            code = max(code, r.exit_code)
+            if r.failures or r.budget_exhausted:
+                result.message = (
+                    r.budget_exhausted or f"{len(r.failures)} message(s) refused: {r.failures[0]}"
+                )
+        if job.keep is not None and code == EXIT_OK:
+            f = forget(repo, job.keep, account=acc.name)
+            result.forgotten = len(f.removed)
+            if job.prune:
+                with self._prune_lock:
+                    self._prune_vaults.add(job.vault)
+        result.exit_code = code
+        result.status = "ok" if code == EXIT_OK else "partial"
+
+    def _hook(self, job: JobConfig, result: TaskResult) -> None:
+        command = job.on_success if result.exit_code == EXIT_OK else job.on_failure
+        if not command:
+            return
+        env = dict(
+            os.environ,
+            MAILVAULT_JOB=result.job,
+            MAILVAULT_ACCOUNT=result.account,
+            MAILVAULT_KIND=result.kind,
+            MAILVAULT_STATUS=result.status,
+            MAILVAULT_EXIT_CODE=str(result.exit_code),
+            MAILVAULT_SNAPSHOT=result.snapshot,
+            MAILVAULT_MESSAGES=str(result.messages),
+            MAILVAULT_FETCHED=str(result.fetched),
+            MAILVAULT_UPLOADED=str(result.uploaded),
+            MAILVAULT_MESSAGE=result.message,
+            MAILVAULT_DURATION=str(result.duration),
+        )
+        try:
+            proc = subprocess.run(
+                shlex.split(command), env=env, capture_output=True, timeout=120, check=False
+            )
+            if proc.returncode != 0:
+                result.hook_error = f"hook exited with {proc.returncode}"
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            result.hook_error = f"hook failed: {exc}"
+
+
+# -- status ----------------------------------------------------------------------------------
+
+
+@dataclass
+class StatusRow:
+    job: str
+    account: str
+    kind: str
+    schedule: str
+    last_run: str
+    last_status: str
+    last_message: str
+    last_success: str
+    due: bool
+
+
+def status(config: Config) -> list[StatusRow]:
+    rows = []
+    repos: dict[str, Repository] = {}
+    try:
+        for job in config.jobs.values():
+            v = config.vaults[job.vault]
+            if v.name not in repos:
+                repos[v.name] = Repository.open(v.path, vault_password(v))
+            repo = repos[v.name]
+            for acc in job.accounts:
+                recs = read_records(repo.backend, repo.sealer, job.name, acc)
+                last = recs[-1] if recs else {}
+                ok = last_success(recs)
+                due = parse_schedule(job.schedule).is_due(ok) if job.schedule else True
+                rows.append(
+                    StatusRow(
+                        job.name,
+                        acc,
+                        job.kind,
+                        job.schedule or "",
+                        last.get("started", ""),
+                        last.get("status", "never run"),
+                        last.get("message", ""),
+                        ok.isoformat() if ok else "",
+                        due,
+                    )
+                )
+    finally:
+        for r in repos.values():
+            r.close()
+    return rows
+
+
+# -- schedule units --------------------------------------------------------------------------
+
+
+def schedule_units(kind: str, config_path: Path, every_minutes: int, executable: str) -> str:
+    cmd = f"{shlex.quote(executable)} run --due --quiet --config {shlex.quote(str(config_path))}"
+    if kind == "cron":
+        return (
+            "# mailvault: run due jobs every few minutes (add with `crontab -e`)\n"
+            f"*/{every_minutes} * * * * {cmd}\n"
+        )
+    return (
+        "# /etc/systemd/system/mailvault-run.service\n"
+        "[Unit]\n"
+        "Description=mailvault: run due backup/restore jobs\n"
+        "Wants=network-online.target\nAfter=network-online.target\n\n"
+        "[Service]\nType=oneshot\n"
+        f"ExecStart={cmd}\n"
+        "# secrets: EnvironmentFile=/etc/mailvault/secrets.env (mode 0600)\n"
+        "Nice=10\nIOSchedulingClass=idle\n\n"
+        "# /etc/systemd/system/mailvault-run.timer\n"
+        "[Unit]\nDescription=mailvault: run due jobs every few minutes\n\n"
+        "[Timer]\n"
+        f"OnCalendar=*:0/{every_minutes}\n"
+        "Persistent=true\nRandomizedDelaySec=60\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+        "# enable with: systemctl daemon-reload && systemctl enable --now mailvault-run.timer\n"
+    )
