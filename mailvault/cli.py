@@ -225,6 +225,7 @@ def ls(
     def go() -> Any:
         with _open(vault, password_file, password_command) as repo:
             snap = repo.resolve_snapshot(snapshot, account)
+            _check_folders(snap, folder)
             rows = []
             for f in snap.folders:
                 if folder and f.name not in folder:
@@ -257,6 +258,18 @@ def ls(
         typer.echo(f"{r['folder']}\t{r['uid']}\t{r['internaldate']}\t{r['size']}\t{r['blob'][:12]}\t{flags}")
 
 
+def _check_folders(snap: Any, folders: list[str] | None) -> None:
+    """A --folder that names no folder of the snapshot is an error, not an empty result."""
+    from mailvault.errors import ConfigError
+
+    names = [f.name for f in snap.folders]
+    unknown = [f for f in folders or [] if f not in names]
+    if unknown:
+        raise ConfigError(
+            f"snapshot {snap.id[:12]} has no folder {unknown[0]!r} (folders: {', '.join(sorted(names))})"
+        )
+
+
 @app.command()
 def export(
     vault: VaultArg,
@@ -281,6 +294,7 @@ def export(
     def go() -> Any:
         with _open(vault, password_file, password_command) as repo:
             snap = repo.resolve_snapshot(snapshot, account)
+            _check_folders(snap, folder)
             return export_snapshot(repo, snap, dest, fmt, folders=folder, progress=_progress(quiet, as_json))
 
     result = run(go)

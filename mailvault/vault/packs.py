@@ -69,6 +69,14 @@ class PackBuilder:
         return len(self._data)
 
     @property
+    def projected_size(self) -> int:
+        """Stored size including blocks still being compressed, estimated at the ratio so far."""
+        in_flight = sum(raw_len for _, raw_len, _ in self._in_flight)
+        done_raw = sum(b.raw_len for b in self._blocks)
+        ratio = len(self._data) / done_raw if done_raw else 0.3
+        return len(self._data) + int(in_flight * ratio)
+
+    @property
     def pending_raw(self) -> int:
         return self._cur_len
 

@@ -399,6 +399,9 @@ class VaultWriter:
         self.packs_written = 0
         self.index_ids: list[bytes] = []
         self.recovered_packs = 0 if for_repack else self._recover_orphans()
+        cleanup = getattr(repo.backend, "cleanup_temp", None)
+        if cleanup is not None and not for_repack:
+            cleanup(3600.0)  # temp files of writers killed over an hour ago
         dicts = repo.dict_ids()
         self._dict_id: bytes | None = dicts[0] if dicts else None
         self._sampling = (
@@ -469,7 +472,7 @@ class VaultWriter:
         if blob_type == BLOB_MESSAGE:
             self.new_messages += 1
             self.new_message_bytes += len(raw)
-        if builder.stored_size >= self.params.pack_size:
+        if builder.projected_size >= self.params.pack_size:
             self._finish(blob_type)
         return blob_id.hex(), True
 
