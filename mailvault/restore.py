@@ -365,9 +365,17 @@ class _Restore:
 
     def _flush(self, p: FolderPlan, state: SelectedState, batch: list[tuple[_Work, AppendItem]]) -> bool:
         """Upload one batch; on a refusal retry one by one to name the culprit. False = stop."""
+        if len(batch) > 1 and not self.target.multiappend:
+            # Separate APPENDs: each one is its own retry unit and journal row, so a retry after
+            # throttling or a dropped connection never sends an already stored message again.
+            return all(self._flush(p, state, [one]) for one in batch)
         nbytes = sum(len(i.raw) for _, i in batch)
         if not self._budget_left(nbytes):
-            return False
+            if len(batch) == 1:
+                return False
+            # What is left of today's budget may still take some of the batch.
+            self.result.budget_exhausted = ""
+            return all(self._flush(p, state, [one]) for one in batch)
         try:
             uids = self.target.append_batch(p.target_raw, [i for _, i in batch])
             self._uploaded(p, state, batch, uids)

@@ -165,7 +165,11 @@ class ImapTarget:
                 log.debug("shutdown failed", exc_info=True)
             self._client = None
         self.stats.reconnects += 1
+        folder = self._selected
         self._open()
+        if folder is not None:  # later commands (verify, labels) expect the folder still selected
+            self.client.select_folder(folder)
+            self._selected = folder
 
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; back off on throttling, reconnect on a dropped connection."""
