@@ -222,7 +222,8 @@ class ImapSource:
         date = d.get(b"INTERNALDATE")
         return MessageMeta(
             uid=uid,
-            flags=tuple(_s(f) for f in d.get(b"FLAGS", ())),
+            # \Recent is a session flag (RFC 3501 2.3.2), not part of the message: never stored.
+            flags=tuple(f for f in (_s(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"),
             internaldate=date if isinstance(date, datetime) else None,
             size=int(d.get(b"RFC822.SIZE", 0) or 0),
             labels=labels,

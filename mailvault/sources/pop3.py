@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from mailvault.errors import ConnectError, ProtocolError
 
 _NETWORK_ERRORS = (OSError, ssl.SSLError, socket.timeout, EOFError)
+#: TOP's line count meaning "the whole body" (RFC 1939 TOP: headers, blank line, N body lines).
+TOP_ALL_LINES = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class Pop3Source:
         self._connect = connect
         self.conn: poplib.POP3 | None = connect()
         self.has_uidl = True
+        try:
+            self.has_top = "TOP" in self.conn.capa()
+        except poplib.error_proto:
+            self.has_top = False
 
     def listing(self) -> list[Pop3Entry]:
         conn = self._require()
@@ -62,11 +68,21 @@ class Pop3Source:
         return [Pop3Entry(n, uidls.get(n), s) for n, s in sorted(sizes.items())]
 
     def retrieve(self, number: int) -> bytes:
+        """The message's bytes. With TOP advertised, ``TOP n <huge>`` is used instead of RETR:
+        servers that keep flags (Dovecot) mark a RETRieved message \\Seen, and a backup must
+        not change the mailbox."""
         conn = self._require()
         try:
-            _resp, lines, _octets = conn.retr(number)
+            if self.has_top:
+                _resp, lines, _octets = conn.top(number, TOP_ALL_LINES)
+            else:
+                _resp, lines, _octets = conn.retr(number)
         except poplib.error_proto as exc:
-            raise ProtocolError(f"RETR {number}: {_resp_text(exc)}") from None
+            text = _resp_text(exc)
+            if text.startswith("-ERR EOF"):  # poplib's way of saying the connection closed
+                self.conn = None
+                raise ConnectError(f"POP3 connection lost during RETR {number}") from None
+            raise ProtocolError(f"RETR {number}: {text}") from None
         except _NETWORK_ERRORS as exc:
             self.conn = None
             raise ConnectError(f"POP3 connection lost during RETR {number}: {exc}") from None

@@ -154,12 +154,6 @@ def test_stall_longer_than_the_timeout_reconnects(
     _assert_complete(vault, account, expected)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: poplib reports a connection closed mid-RETR as error_proto('-ERR EOF'); Pop3Source.retrieve "
-    "maps it to ProtocolError, so the message is skipped as a server error (exit 1) instead of reconnecting "
-    "and retrying it",
-)
 def test_pop3_cut_mid_retr_reconnects_and_retries(
     dovecot: Dovecot, account: Account, vault: Path, make_fault_proxy
 ) -> None:

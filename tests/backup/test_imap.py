@@ -8,8 +8,6 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
-
 from tests.backup.helpers import (
     Account,
     backup,
@@ -363,11 +361,6 @@ def test_message_bigger_than_a_fetch_batch(dovecot: Dovecot, account: Account, v
     assert blobs == {sha(Dovecot.served_form(m)) for m in [big, *small]}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: the session flag \\Recent is stored as a message flag (ImapSource._meta keeps every FLAGS "
-    "item); it then stays in every later snapshot, since clearing \\Recent bumps no MODSEQ",
-)
 def test_recent_is_not_a_stored_flag(dovecot: Dovecot, account: Account, vault: Path) -> None:
     rng = random.Random(13)
     raws = [make_message(i, rng, tag="recent-") for i in range(3)]
