@@ -33,7 +33,15 @@ from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
 from mailvault.restore_journal import Journal
 from mailvault.sources.local import header_date
-from mailvault.targets.imap import AppendItem, ImapTarget, Rejected, SelectedState, TargetFolder, message_id
+from mailvault.targets.imap import (
+    AppendItem,
+    ImapTarget,
+    Rejected,
+    SelectedState,
+    TargetFolder,
+    header_block,
+    message_id,
+)
 from mailvault.vault.index import default_cache_root
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import ManifestEntry, Snapshot, SnapshotFolder
@@ -175,6 +183,7 @@ class _Restore:
             budget = GMAIL_DEFAULT_BUDGET_MB
         self.budget_bytes = budget * 1_000_000 if budget else None
         self.limit = target.append_limit
+        self._reported: set[str] = set()
 
     # -- planning -----------------------------------------------------------------------
     def _selected_folders(self) -> list[SnapshotFolder]:
@@ -305,9 +314,15 @@ class _Restore:
         gmail = self.target.gmail
         if gmail:
             work = self._gmail_filter(p, state, work)
-        existing: Counter[tuple[str, int]] = Counter()
+        # Messages already in the target that the journal does not account for (another tool,
+        # a lost journal, a kill between APPEND and journal): matched by Message-ID and size.
+        existing: dict[tuple[str, int], list[int]] = {}
         if state.exists > len(done):
-            existing = Counter(self.target.existing_keys())
+            journaled = self.journal.done_uids(self.key, p.target_raw, state.uidvalidity)
+            for uid, mid, size in self.target.existing_keys():
+                if mid and uid not in journaled:
+                    existing.setdefault((mid, size), []).append(uid)
+        skipped_rows: list[tuple[str, int, int | None]] = []
         dropped: set[str] = set()
         batch: list[tuple[_Work, AppendItem]] = []
         batch_bytes = 0
@@ -316,18 +331,23 @@ class _Restore:
                 raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
                 bar.update()
                 if existing:
-                    key = (message_id(_header(raw)), len(raw))
-                    if key[0] and existing[key] > 0:
-                        existing[key] -= 1
+                    uids_there = existing.get((message_id(header_block(raw)), len(raw)))
+                    if uids_there:
+                        skipped_rows.append((w.entry.blob, w.seq, uids_there.pop()))
                         p.skipped_existing += 1
-                        self.journal.record(
-                            self.key, p.target_raw, state.uidvalidity, [(w.entry.blob, w.seq, None)]
-                        )
                         continue
                 if self.limit is not None and len(raw) > self.limit:
-                    self.result.failures.append(
+                    self._fail_once(
+                        w.entry.blob,
                         f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is over the target's APPENDLIMIT "
-                        f"({self.limit}); not uploaded"
+                        f"({self.limit}); not uploaded",
+                    )
+                    continue
+                if self.budget_bytes is not None and len(raw) > self.budget_bytes:
+                    self._fail_once(
+                        w.entry.blob,
+                        f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is more than the whole daily upload "
+                        f"budget ({self.budget_bytes // 1_000_000} MB); raise --max-upload-mb-per-day",
                     )
                     continue
                 flags = [f for f in w.entry.flags if state.allows(f)]
@@ -338,17 +358,27 @@ class _Restore:
                     or len(batch) >= self.options.batch_count
                 ):
                     if not self._flush(p, state, batch):
+                        if skipped_rows:
+                            self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
                         return
                     batch, batch_bytes = [], 0
                 batch.append((w, item))
                 batch_bytes += len(raw)
             if batch:
                 self._flush(p, state, batch)
+        if skipped_rows:
+            self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
         if dropped:
             p.dropped_flags = sorted(dropped)
             self.result.warnings.append(
                 f"{p.target}: the server does not keep {', '.join(sorted(dropped))}; restored without them"
             )
+
+    def _fail_once(self, blob: str, message: str) -> None:
+        """Report a message that cannot be uploaded once, not once per folder holding it."""
+        if blob not in self._reported:
+            self._reported.add(blob)
+            self.result.failures.append(message)
 
     def _budget_left(self, nbytes: int) -> bool:
         if self.budget_bytes is None:
@@ -426,7 +456,12 @@ class _Restore:
                     f"{p.target} UID {uid}: the server stored {size} bytes of a {len(item.raw)}-byte message "
                     f"(blob {w.entry.blob[:12]}); it altered the message"
                 )
-            if item.date is not None and isinstance(date, datetime) and date != item.date:
+            # INTERNALDATE has whole seconds; a snapshot date may carry microseconds (file mtimes).
+            if (
+                item.date is not None
+                and isinstance(date, datetime)
+                and date != item.date.replace(microsecond=0)
+            ):
                 self.result.warnings.append(
                     f"{p.target} UID {uid}: the server set INTERNALDATE {date.isoformat()} "
                     f"instead of {item.date.isoformat()}"
@@ -496,13 +531,6 @@ class _Restore:
                 home = next((p for p in plans if p.target_raw == folder), None)
                 if home is not None:
                     home.labelled += len(items)
-
-
-def _header(raw: bytes) -> bytes:
-    end = raw.find(b"\n\r\n")
-    end2 = raw.find(b"\n\n")
-    ends = [e for e in (end, end2) if e >= 0]
-    return raw[: min(ends) + 1] if ends else raw[:65536]
 
 
 def _date(entry: ManifestEntry, raw: bytes) -> datetime | None:

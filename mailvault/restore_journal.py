@@ -44,6 +44,14 @@ class Journal:
         )
         return {(r[0], int(r[1])) for r in rows}
 
+    def done_uids(self, target: str, folder: str, uidvalidity: int) -> set[int]:
+        """Target UIDs the journal accounts for in this folder."""
+        rows = self._db.execute(
+            "SELECT uid FROM journal WHERE target=? AND folder=? AND uidvalidity=? AND uid IS NOT NULL",
+            (target, folder, uidvalidity),
+        )
+        return {int(r[0]) for r in rows}
+
     def record(
         self, target: str, folder: str, uidvalidity: int, rows: list[tuple[str, int, int | None]]
     ) -> None:

@@ -112,6 +112,8 @@ class ImapTarget:
         self.stats = TargetStats()
         self._client: imapclient.IMAPClient | None = None
         self._selected: str | None = None
+        self._validity: int | None = None
+        self._uncertain = False  # an APPEND may have landed without its answer reaching us
         self.capabilities: set[str] = set()
         self._open()
 
@@ -165,11 +167,13 @@ class ImapTarget:
                 log.debug("shutdown failed", exc_info=True)
             self._client = None
         self.stats.reconnects += 1
-        folder = self._selected
+        self._uncertain = True
+        folder, validity = self._selected, self._validity
         self._open()
         if folder is not None:  # later commands (verify, labels) expect the folder still selected
-            self.client.select_folder(folder)
-            self._selected = folder
+            state = self.select(folder)
+            if validity is not None and state.uidvalidity != validity:
+                raise ProtocolError(f"UIDVALIDITY of {mutf7.decode(folder)!r} changed during the restore")
 
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         """Run ``fn``; back off on throttling, reconnect on a dropped connection."""
@@ -232,27 +236,40 @@ class ImapTarget:
         def go() -> SelectedState:
             info = self.client.select_folder(name_raw)
             self._selected = name_raw
+            self._validity = int(info[b"UIDVALIDITY"])
             perm = tuple(_s(f) for f in info.get(b"PERMANENTFLAGS", ()))
-            return SelectedState(int(info[b"UIDVALIDITY"]), int(info.get(b"EXISTS", 0)), perm)
+            return SelectedState(self._validity, int(info.get(b"EXISTS", 0)), perm)
 
         state: SelectedState = self._retrying(f"SELECT {mutf7.decode(name_raw)}", go)
         return state
 
-    def existing_keys(self) -> list[tuple[str, int]]:
-        """(Message-ID, size) of every message in the selected folder, for duplicate checks."""
+    def existing_keys(self) -> list[tuple[int, str, int]]:
+        """(UID, Message-ID, size) of every message in the selected folder, for duplicate checks."""
 
         def go() -> dict[int, Any]:
             return uid_fetch(self.client, "1:*", ["RFC822.SIZE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
 
         data = self._retrying("FETCH Message-IDs", go)
         out = []
-        for d in data.values():
+        for uid, d in data.items():
             header = b""
             for k, v in d.items():
                 if isinstance(k, bytes) and k.startswith(b"BODY[HEADER"):
                     header = v or b""
-            out.append((message_id(header), int(d.get(b"RFC822.SIZE", 0))))
+            out.append((int(uid), message_id(header), int(d.get(b"RFC822.SIZE", 0))))
         return out
+
+    def find(self, raw: bytes) -> int | None:
+        """UID of a message with this one's Message-ID and size in the selected folder, if any."""
+        msgid = message_id(header_block(raw))
+        if not msgid:
+            return None
+        uids = self.client.search(["HEADER", "Message-ID", msgid])
+        if not uids:
+            return None
+        sizes = uid_fetch(self.client, uid_set([int(u) for u in uids]), ["RFC822.SIZE"])
+        hits = [int(u) for u, d in sizes.items() if int(d.get(b"RFC822.SIZE", -1)) == len(raw)]
+        return max(hits) if hits else None
 
     # -- appending ----------------------------------------------------------------------
     def append_batch(self, folder_raw: str, items: Sequence[AppendItem]) -> list[int | None]:
@@ -262,6 +279,15 @@ class ImapTarget:
         the caller retries one by one to find the culprit)."""
 
         def go() -> list[int | None]:
+            if self._uncertain:
+                # The connection broke while an APPEND was in flight: it may have been stored
+                # before the answer was lost. Look before sending it again (a MULTIAPPEND is
+                # all or nothing, so its first message tells for the whole batch).
+                self._uncertain = False
+                first = self.find(items[0].raw)
+                if first is not None:
+                    found = [first] + [self.find(i.raw) for i in items[1:]]
+                    return found
             try:
                 if len(items) > 1 and self.multiappend:
                     resp = imap_append(self.client, folder_raw, [(i.raw, i.flags, i.date) for i in items])
@@ -332,6 +358,12 @@ def _appenduids(resp: Any, count: int) -> list[int | None]:
     if len(uids) != count:
         return [None] * count
     return [int(u) for u in uids]
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of a message (up to the first empty line; at most 64 KiB)."""
+    ends = [e for e in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if e >= 0]
+    return raw[: min(ends) + 1] if ends else raw[:65536]
 
 
 _MSGID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)

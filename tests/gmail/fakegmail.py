@@ -756,8 +756,19 @@ class _Handler(socketserver.StreamRequestHandler):
                 hits = view
             elif len(crit) == 2 and crit[0] == "UID" and isinstance(crit[1], str):
                 hits = self._resolve(view, crit[1], True)
+            elif len(crit) == 3 and crit[0] == "HEADER":
+                # RFC 3501: the header field contains the string (case-insensitive substring).
+                field, needle = _text(args[1]).lower().encode(), _text(args[2]).lower().encode()
+                hits = [
+                    (seq, u, m)
+                    for seq, u, m in view
+                    if any(
+                        line.lower().startswith(field + b":") and needle in line.lower()
+                        for line in _header_block(m.raw).splitlines()
+                    )
+                ]
             else:
-                raise ProtocolFailure("this fake only searches ALL and UID <set>")
+                raise ProtocolFailure("this fake only searches ALL, UID <set> and HEADER <field> <string>")
         nums = [str(u if uid else seq) for seq, u, _ in hits]
         self.line("* SEARCH" + "".join(" " + n for n in nums))
         self.line(f"{tag} OK SEARCH completed (Success)")

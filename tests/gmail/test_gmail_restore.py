@@ -269,11 +269,6 @@ def test_bye_mid_upload_reconnects_without_duplicates(repo: Repository, gmail: F
     assert gmail.appends == []
 
 
-@pytest.mark.xfail(
-    reason="known limitation: a message stored by the server whose APPEND answer was lost is "
-    "uploaded again after the reconnect (the restore does not look for it first)",
-    strict=False,
-)
 def test_connection_lost_before_append_answer_does_not_duplicate(repo: Repository, gmail: FakeGmail) -> None:
     overlapping_snapshot(repo)
     gmail.bye_after_appends(2, before_ok=True)

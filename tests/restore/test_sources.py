@@ -8,8 +8,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
-
 from tests.restore.helpers import (
     PW_ENV,
     SOURCE_PW_ENV,
@@ -111,12 +109,6 @@ def test_migrate_then_catch_up_appends_exactly_the_new_messages(
     assert _migrate(source, target, vault)["restore"]["uploaded"] == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG mailvault/restore.py _restore_folder: the (Message-ID, size) duplicate check counts every "
-    "message of the target folder, including those the journal already accounts for, so a not yet "
-    "restored byte-identical copy is taken for one that is there and silently skipped",
-)
 def test_catch_up_keeps_a_second_identical_copy_when_the_target_also_got_new_mail(
     source: Account, make_account: Callable[..., Account], vault: Path
 ) -> None:
@@ -148,12 +140,6 @@ def test_catch_up_keeps_a_second_identical_copy_when_the_target_also_got_new_mai
     assert sum(got.values()) == sum(want.values()) + 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG mailvault/restore.py _verify: a snapshot INTERNALDATE with microseconds (a file mtime, from "
-    "'import') is compared with the server's whole-second INTERNALDATE, so every such message gets a "
-    "spurious 'the server set INTERNALDATE ... instead of ...' warning",
-)
 def test_imported_messages_without_a_date_restore_without_spurious_warnings(
     target: Account, vault: Path, tmp_path: Path
 ) -> None:
