@@ -508,6 +508,9 @@ def restore(
         int | None,
         typer.Option("--max-upload-mb-per-day", help="Stop (resumable) after this much; Gmail default 500."),
     ] = None,
+    connections: Annotated[
+        int | None, typer.Option("--connections", help="Parallel IMAP connections (default 1; Gmail 4).")
+    ] = None,
     password_env: ServerPasswordEnv = None,
     password_command: ServerPasswordCommand = None,
     oauth2_token_command: OAuth2Command = None,
@@ -537,6 +540,7 @@ def restore(
             into=into,
             dry_run=dry_run,
             max_upload_mb_per_day=max_upload_mb_per_day,
+            connections=connections,
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
             return run_restore(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
@@ -599,6 +603,9 @@ def migrate(
     ca_file: CaFile = None,
     allow_plaintext: AllowPlaintext = False,
     max_upload_mb_per_day: Annotated[int | None, typer.Option("--max-upload-mb-per-day")] = None,
+    connections: Annotated[
+        int | None, typer.Option("--connections", help="Parallel target connections.")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Back up, then only print the restore plan.")
     ] = False,
@@ -656,6 +663,7 @@ def migrate(
                 maps=parse_map(map_ or []),
                 dry_run=dry_run,
                 max_upload_mb_per_day=max_upload_mb_per_day,
+                connections=connections,
             )
             r = run_restore(repo, dst_ep, dst_creds, tls, options, progress=_progress(quiet, as_json))
             return location, b, r

@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import fnmatch
 import re
+import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -70,6 +72,8 @@ class RestoreOptions:
     batch_bytes: int = 4 << 20
     batch_count: int = 200
     verify: bool = True
+    #: Parallel IMAP connections (folders are spread over them).
+    connections: int | None = None
 
 
 @dataclass
@@ -140,11 +144,15 @@ def restore(
 ) -> RestoreResult:
     options = options or RestoreOptions()
     snap = repo.resolve_snapshot(options.snapshot, options.account)
-    target = ImapTarget(lambda: connect_imap(endpoint, creds, tls))
+
+    def connect() -> ImapTarget:
+        return ImapTarget(lambda: connect_imap(endpoint, creds, tls))
+
+    target = connect()
     own_journal = journal is None
     jr = journal or _journal(repo)
     try:
-        return _Restore(repo, snap, endpoint, target, jr, options, progress).run()
+        return _Restore(repo, snap, endpoint, target, jr, options, progress, connect=connect).run()
     finally:
         target.close()
         if own_journal:
@@ -167,11 +175,17 @@ class _Restore:
         journal: Journal,
         options: RestoreOptions,
         progress: Progress,
+        *,
+        connect: Callable[[], ImapTarget] | None = None,
     ) -> None:
         self.repo = repo
         self.snap = snap
         self.endpoint = endpoint
-        self.target = target
+        self._main_target = target
+        self._connect = connect
+        self._local = threading.local()  # each worker thread has its own connection
+        self._claim_lock = threading.Lock()
+        self._claimed: set[str] = set()  # Gmail: blobs some worker is uploading right now
         self.journal = journal
         self.options = options
         self.progress = progress
@@ -184,6 +198,17 @@ class _Restore:
         self.budget_bytes = budget * 1_000_000 if budget else None
         self.limit = target.append_limit
         self._reported: set[str] = set()
+        self._budget_lock = threading.Lock()
+        self._reserved = 0  # budget bytes of uploads in flight (parallel connections)
+
+    @property
+    def target(self) -> ImapTarget:
+        t: ImapTarget | None = getattr(self._local, "target", None)
+        return t if t is not None else self._main_target
+
+    def _connections(self) -> int:
+        n = self.options.connections or 1
+        return max(1, n) if self._connect is not None else 1
 
     # -- planning -----------------------------------------------------------------------
     def _selected_folders(self) -> list[SnapshotFolder]:
@@ -256,10 +281,11 @@ class _Restore:
             for p in plans:
                 self._dry_run_folder(p)
         else:
-            for p in plans:
-                if r.budget_exhausted:
-                    break
-                self._restore_folder(p, folders[p.source])
+            # \All (Gmail's All Mail) strictly after every other folder.
+            first = [p for p in plans if p.special_use != "\\All"]
+            last = [p for p in plans if p.special_use == "\\All"]
+            self._restore_folders(first, folders)
+            self._restore_folders(last, folders)
             if self.target.gmail and not r.budget_exhausted:
                 self._apply_gmail_labels(plans)
         for p in plans:
@@ -269,6 +295,36 @@ class _Restore:
             r.labels_applied += p.labelled
         r.duration = round(time.monotonic() - self.started, 3)
         return r
+
+    def _restore_folders(self, plans: list[FolderPlan], folders: dict[str, SnapshotFolder]) -> None:
+        n = min(self._connections(), len(plans))
+        if n <= 1:
+            for p in plans:
+                if self.result.budget_exhausted:
+                    break
+                self._restore_folder(p, folders[p.source])
+            return
+        # Biggest folders first, spread over n connections.
+        queue = sorted(plans, key=lambda p: p.bytes, reverse=True)
+        lock = threading.Lock()
+
+        def worker() -> None:
+            assert self._connect is not None
+            self._local.target = self._connect()
+            try:
+                while not self.result.budget_exhausted:
+                    with lock:
+                        if not queue:
+                            return
+                        p = queue.pop(0)
+                    self._restore_folder(p, folders[p.source])
+            finally:
+                self._local.target.close()
+                self._local.target = None
+
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-restore") as pool:
+            for f in [pool.submit(worker) for _ in range(n)]:
+                f.result()
 
     def _dry_run_folder(self, p: FolderPlan) -> None:
         if p.create:
@@ -381,11 +437,14 @@ class _Restore:
             self.result.failures.append(message)
 
     def _budget_left(self, nbytes: int) -> bool:
+        """Reserve ``nbytes`` of today's budget (released by :meth:`_spent`)."""
         if self.budget_bytes is None:
             return True
         day = datetime.now(UTC).strftime("%Y-%m-%d")
-        if self.journal.spent(self.key, day) + nbytes <= self.budget_bytes:
-            return True
+        with self._budget_lock:
+            if self.journal.spent(self.key, day) + self._reserved + nbytes <= self.budget_bytes:
+                self._reserved += nbytes
+                return True
         tomorrow = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%d 00:00 UTC")
         self.result.budget_exhausted = (
             f"daily upload budget of {self.budget_bytes // 1_000_000} MB reached; "
@@ -408,8 +467,10 @@ class _Restore:
             return all(self._flush(p, state, [one]) for one in batch)
         try:
             uids = self.target.append_batch(p.target_raw, [i for _, i in batch])
-            self._uploaded(p, state, batch, uids)
-        except Rejected as exc:
+        except BaseException as exc:
+            self._release(nbytes)
+            if not isinstance(exc, Rejected):
+                raise
             if len(batch) == 1:
                 w, item = batch[0]
                 self.result.failures.append(
@@ -417,10 +478,17 @@ class _Restore:
                     f"refused by the server: {exc}"
                 )
                 return True
-            for one in batch:
-                if not self._flush(p, state, [one]):
-                    return False
+            return all(self._flush(p, state, [one]) for one in batch)
+        try:
+            self._uploaded(p, state, batch, uids)
+        finally:
+            self._release(nbytes)
         return True
+
+    def _release(self, nbytes: int) -> None:
+        if self.budget_bytes is not None:
+            with self._budget_lock:
+                self._reserved -= nbytes
 
     def _uploaded(
         self,
@@ -469,13 +537,22 @@ class _Restore:
 
     # -- Gmail --------------------------------------------------------------------------
     def _gmail_filter(self, p: FolderPlan, state: SelectedState, work: list[_Work]) -> list[_Work]:
-        """Drop messages already uploaded once to this Gmail account (they get labels instead)."""
+        """Drop messages already uploaded once to this Gmail account (they get labels instead).
+
+        A message another worker is uploading right now is skipped here without a journal
+        row: the label step gives it this folder's label, and the next run journals it."""
         out = []
-        for w in work:
-            if self.journal.gmail_copy(self.key, w.entry.blob) is not None:
-                self.journal.record(self.key, p.target_raw, state.uidvalidity, [(w.entry.blob, w.seq, None)])
-                continue
-            out.append(w)
+        with self._claim_lock:
+            for w in work:
+                if self.journal.gmail_copy(self.key, w.entry.blob) is not None:
+                    self.journal.record(
+                        self.key, p.target_raw, state.uidvalidity, [(w.entry.blob, w.seq, None)]
+                    )
+                elif w.entry.blob in self._claimed:
+                    continue
+                else:
+                    self._claimed.add(w.entry.blob)
+                    out.append(w)
         return out
 
     def _label_for(self, p: FolderPlan) -> str | None:

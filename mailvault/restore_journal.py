@@ -8,8 +8,24 @@ messages inside one source folder (a faithful restore keeps both).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    @functools.wraps(method)
+    def wrapper(self: Journal, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal(
@@ -25,7 +41,10 @@ CREATE TABLE IF NOT EXISTS budget(target TEXT, day TEXT, bytes INTEGER, PRIMARY 
 
 
 class Journal:
+    """Thread-safe: restore workers share one journal."""
+
     def __init__(self, path: Path | None) -> None:
+        self._lock = threading.RLock()
         if path is None:
             self._db = sqlite3.connect(":memory:", check_same_thread=False)
         else:
@@ -37,6 +56,7 @@ class Journal:
     def close(self) -> None:
         self._db.close()
 
+    @_locked
     def done(self, target: str, folder: str, uidvalidity: int) -> set[tuple[str, int]]:
         rows = self._db.execute(
             "SELECT blob, seq FROM journal WHERE target=? AND folder=? AND uidvalidity=?",
@@ -44,6 +64,7 @@ class Journal:
         )
         return {(r[0], int(r[1])) for r in rows}
 
+    @_locked
     def done_uids(self, target: str, folder: str, uidvalidity: int) -> set[int]:
         """Target UIDs the journal accounts for in this folder."""
         rows = self._db.execute(
@@ -52,6 +73,7 @@ class Journal:
         )
         return {int(r[0]) for r in rows}
 
+    @_locked
     def record(
         self, target: str, folder: str, uidvalidity: int, rows: list[tuple[str, int, int | None]]
     ) -> None:
@@ -63,12 +85,14 @@ class Journal:
             )
 
     # Gmail: one copy per message, labels for the other folders.
+    @_locked
     def gmail_copy(self, target: str, blob: str) -> tuple[str, int, int | None] | None:
         row = self._db.execute(
             "SELECT folder, uidvalidity, uid FROM gmail_copy WHERE target=? AND blob=?", (target, blob)
         ).fetchone()
         return (row[0], int(row[1]), row[2]) if row else None
 
+    @_locked
     def record_gmail_copy(
         self, target: str, blob: str, folder: str, uidvalidity: int, uid: int | None
     ) -> None:
@@ -78,10 +102,12 @@ class Journal:
                 (target, blob, folder, uidvalidity, uid),
             )
 
+    @_locked
     def labels_done(self, target: str, blob: str) -> set[str]:
         rows = self._db.execute("SELECT label FROM gmail_label WHERE target=? AND blob=?", (target, blob))
         return {r[0] for r in rows}
 
+    @_locked
     def record_labels(self, target: str, rows: list[tuple[str, str]]) -> None:
         with self._db:
             self._db.executemany(
@@ -89,10 +115,12 @@ class Journal:
             )
 
     # Daily upload budget.
+    @_locked
     def spent(self, target: str, day: str) -> int:
         row = self._db.execute("SELECT bytes FROM budget WHERE target=? AND day=?", (target, day)).fetchone()
         return int(row[0]) if row else 0
 
+    @_locked
     def spend(self, target: str, day: str, nbytes: int) -> None:
         with self._db:
             self._db.execute(

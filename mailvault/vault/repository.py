@@ -12,6 +12,7 @@ import contextlib
 import json
 import secrets
 import socket
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -120,6 +121,7 @@ class Repository:
         self._cache_root = cache_root
         self._cache: IndexCache | None = None
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._read_lock = threading.RLock()  # block cache and index cache are shared by readers
         self._dicts: dict[bytes, zstandard.ZstdCompressionDict] = {}
 
     @property
@@ -303,9 +305,10 @@ class Repository:
         return raw
 
     def read_blob(self, blob_id: bytes) -> bytes:
-        """The exact bytes of a blob, verified against its id."""
-        loc = self.locate(blob_id)
-        data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
+        """The exact bytes of a blob, verified against its id. Safe to call from several threads."""
+        with self._read_lock:
+            loc = self.locate(blob_id)
+            data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
         if sha256(data) != blob_id:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} fails its hash check")
         return data
