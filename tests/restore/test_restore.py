@@ -192,3 +192,17 @@ def test_byte_identical_messages_in_one_folder_are_both_restored(
     assert_same(want, got, "INBOX")
     assert restore(vault, target)["uploaded"] == 0
     assert counts(target)["INBOX"] == 7
+
+
+def test_parallel_connections_restore_is_exact(source: Account, target: Account, vault: Path) -> None:
+    """--connections 3 spreads the folders over three connections: same result, nothing twice."""
+    _seed(source, LAYOUT, seed=7)
+    backup(vault, source)
+    r = restore(vault, target, "--connections", "3")
+    assert r["uploaded"] == sum(LAYOUT.values()), r
+    assert r["failures"] == [] and r["warnings"] == [], r
+    want, got = read_account(source), read_account(target)
+    for folder in LAYOUT:
+        assert_same(want[folder], got[folder], folder)
+    again = restore(vault, target, "--connections", "3")
+    assert again["uploaded"] == 0, again
