@@ -25,9 +25,14 @@ fi
 echo "== installing mailvault[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
-if [ -z "${MAILVAULT_CORPUS:-}" ] && [ -d ../shared/corpus ]; then
-    MAILVAULT_CORPUS=$(cd ../shared/corpus && pwd)
-    export MAILVAULT_CORPUS
+if [ -z "${MAILVAULT_CORPUS:-}" ]; then
+    for candidate in ../shared/corpus /work/shared/corpus; do
+        if [ -d "$candidate/spamassassin" ]; then
+            MAILVAULT_CORPUS=$(cd "$candidate" && pwd)
+            export MAILVAULT_CORPUS
+            break
+        fi
+    done
 fi
 echo "== corpus tier: ${MAILVAULT_CORPUS:-off (set MAILVAULT_CORPUS to enable)}"
 
