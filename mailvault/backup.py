@@ -182,7 +182,7 @@ class _ImapBackup(_Base):
             for rf in remote:
                 folders.append(self._folder(writer, rf))
             self._commit(writer, folders)
-        self.result.reconnects = self.source.stats.reconnects
+        self.result.reconnects = self.source.reconnects
         self.result.bytes_fetched = self.source.stats.bytes_fetched
         self.result.messages_fetched = self.source.stats.messages_fetched
         return self.result

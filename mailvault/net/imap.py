@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import logging
+import socket
+import ssl
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import imapclient
 from imapclient.datetime_util import datetime_to_INTERNALDATE
+from imapclient.exceptions import IMAPClientAbortError
 from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
 from imapclient.response_parser import parse_fetch_response
 from imapclient.util import to_bytes
+
+from mailvault.errors import ConnectError, ProtocolError
+from mailvault.net import mutf7
+from mailvault.net.session import logout_quietly
+
+T = TypeVar("T")
 
 
 def uid_set(uids: Sequence[int]) -> str:
@@ -68,3 +81,164 @@ def append(
     typ, data = client._raw_command(b"APPEND", args, uid=False)
     client._checkok("append", typ, data)
     return b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
+
+
+# -- one reconnecting IMAP connection, shared by sources and targets -------------------------------
+
+log = logging.getLogger(__name__)
+
+#: What a dropped or broken connection raises.
+NETWORK_ERRORS = (OSError, ssl.SSLError, socket.timeout, IMAPClientAbortError, EOFError)
+SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
+
+
+class Throttled(Exception):
+    """The server asked us to slow down ([THROTTLED], [OVERQUOTA] on rate)."""
+
+
+def text(value: Any) -> str:
+    """An IMAP atom, string or literal as str (UTF-8, undecodable bytes replaced)."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
+
+
+def server_text(exc: BaseException) -> str:
+    """The server's answer carried by an imapclient error, without its ``b'...'`` wrapping."""
+    t = text(exc.args[0]) if exc.args else str(exc)
+    if len(t) >= 3 and t[0] == "b" and t[1] in "'\"" and t[-1] == t[1]:
+        t = t[2:-1]
+    return t.strip()
+
+
+@dataclass
+class ListedFolder:
+    name: str  # decoded from modified UTF-7
+    name_raw: str  # as the server spells it
+    delimiter: str | None
+    special_use: str | None
+    attributes: tuple[str, ...] = ()
+
+    @property
+    def selectable(self) -> bool:
+        return not any(a.lower() in ("\\noselect", "\\nonexistent") for a in self.attributes)
+
+
+class ImapConnection:
+    """A logged-in IMAP connection that survives drops.
+
+    ``connect`` opens and logs in a fresh client. :meth:`retrying` runs an operation; when
+    the connection breaks it reconnects, selects again the folder that was selected (a
+    changed UIDVALIDITY is an error: UIDs would mean other messages) and retries, up to
+    ``max_retries`` times; a :class:`Throttled` answer is retried after an exponential pause.
+    """
+
+    #: Seconds before the first retry after a drop (doubling, at most 5).
+    network_backoff = 0.5
+
+    def __init__(
+        self,
+        connect: Callable[[], imapclient.IMAPClient],
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        max_retries: int = 4,
+    ) -> None:
+        self._connect = connect
+        self._sleep = sleep
+        self.max_retries = max_retries
+        self.reconnects = 0
+        self.throttle_waits = 0.0
+        self._client: imapclient.IMAPClient | None = None
+        self._selected: str | None = None
+        self._readonly = False
+        self._validity: int | None = None
+        self.capabilities: set[str] = set()
+        self._open()
+
+    def _open(self) -> None:
+        client = self._connect()
+        self.capabilities = {text(c).upper() for c in client.capabilities()}
+        self._client = client
+        self._selected = None
+        self._after_open(client)
+
+    def _after_open(self, client: imapclient.IMAPClient) -> None:
+        """Hook for ENABLE and the like."""
+
+    @property
+    def client(self) -> imapclient.IMAPClient:
+        if self._client is None:
+            self._open()
+        assert self._client is not None
+        return self._client
+
+    @property
+    def gmail(self) -> bool:
+        return "X-GM-EXT-1" in self.capabilities
+
+    def close(self) -> None:
+        if self._client is not None:
+            logout_quietly(self._client)
+            self._client = None
+
+    def _select_raw(self, name_raw: str, *, readonly: bool) -> dict[bytes, Any]:
+        info = dict(self.client.select_folder(name_raw, readonly=readonly))
+        self._selected, self._readonly = name_raw, readonly
+        v = info.get(b"UIDVALIDITY")
+        self._validity = int(v[0] if isinstance(v, list | tuple) else v) if v is not None else None
+        return info
+
+    def _reconnect(self, why: str) -> None:
+        log.info("reconnecting: %s", why)
+        if self._client is not None:
+            with contextlib.suppress(Exception):  # it is broken already
+                self._client.shutdown()
+            self._client = None
+        self.reconnects += 1
+        folder, readonly, validity = self._selected, self._readonly, self._validity
+        self._open()
+        if folder is not None:  # later commands expect the folder still selected
+            self._select_raw(folder, readonly=readonly)
+            if validity is not None and self._validity != validity:
+                raise ProtocolError(f"UIDVALIDITY of {mutf7.decode(folder)!r} changed while we were working")
+        self._after_reconnect()
+
+    def _after_reconnect(self) -> None:
+        """Hook: note that an operation in flight may or may not have completed."""
+
+    def retrying(self, what: str, fn: Callable[[], T]) -> T:
+        delay = 1.0
+        backoff = self.network_backoff
+        for attempt in range(self.max_retries + 1):
+            try:
+                return fn()
+            except Throttled as exc:
+                if attempt == self.max_retries:
+                    raise ProtocolError(f"{what}: the server keeps throttling ({exc})") from None
+                self.throttle_waits += delay
+                self._sleep(delay)
+                delay = min(delay * 2, 300)
+            except NETWORK_ERRORS as exc:
+                if attempt == self.max_retries:
+                    raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
+                if backoff:
+                    self._sleep(backoff)
+                    backoff = min(backoff * 2, 5)
+                try:
+                    self._reconnect(f"{what}: {exc}")
+                except ConnectError:
+                    if attempt + 1 >= self.max_retries:
+                        raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def list_folders(self) -> list[ListedFolder]:
+        """LIST "" "*" with decoded names and the special-use attribute (RFC 6154)."""
+        listing = self.retrying("LIST", lambda: self.client.list_folders())  # noqa: PLW0108 - reconnects
+        specials = {s.lower(): s for s in SPECIAL_USE}
+        out = []
+        for flags, delim, name in listing:
+            attrs = tuple(text(f) for f in flags)
+            raw = text(name)
+            special = next((specials[a.lower()] for a in attrs if a.lower() in specials), None)
+            out.append(ListedFolder(mutf7.decode(raw), raw, text(delim) if delim else None, special, attrs))
+        return out

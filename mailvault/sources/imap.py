@@ -8,32 +8,22 @@ when the connection drops.
 
 from __future__ import annotations
 
-import logging
-import socket
-import ssl
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import imapclient
-from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
+from imapclient.exceptions import IMAPClientError
 
-from mailvault.errors import ConnectError, ProtocolError, RemoteError
 from mailvault.model import FolderInfo, SourceMessage
 from mailvault.net import mutf7
-from mailvault.net.imap import uid_fetch, uid_set
-from mailvault.net.session import logout_quietly
+from mailvault.net.imap import ImapConnection, text, uid_fetch, uid_set
 
-log = logging.getLogger(__name__)
-
-SPECIAL_USE = ("\\All", "\\Archive", "\\Drafts", "\\Flagged", "\\Junk", "\\Sent", "\\Trash", "\\Important")
 #: Default FETCH batch limits: whichever is reached first.
 BATCH_BYTES = 8 << 20
 BATCH_COUNT = 1000
 MAX_RETRIES = 3
-
-_NETWORK_ERRORS = (OSError, ssl.SSLError, socket.timeout, IMAPClientAbortError, EOFError)
 
 
 @dataclass
@@ -71,20 +61,14 @@ class FetchFailure:
 
 @dataclass
 class ImapStats:
-    reconnects: int = 0
     bytes_fetched: int = 0
     messages_fetched: int = 0
-    failures: list[str] = field(default_factory=list)
 
 
-def _s(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-class ImapSource:
+class ImapSource(ImapConnection):
     """An IMAP account opened read-only. ``connect`` opens a logged-in client (used to reconnect)."""
+
+    network_backoff = 0.0  # a backup reconnects at once; the server did not ask us to wait
 
     def __init__(
         self,
@@ -93,104 +77,39 @@ class ImapSource:
         batch_bytes: int = BATCH_BYTES,
         batch_count: int = BATCH_COUNT,
     ) -> None:
-        self._connect = connect
         self.batch_bytes = batch_bytes
         self.batch_count = batch_count
         self.stats = ImapStats()
-        self._client: imapclient.IMAPClient | None = None
-        self._selected: str | None = None
-        self._uidvalidity: int | None = None
-        self.capabilities: set[str] = set()
-        self._open()
+        super().__init__(connect, max_retries=MAX_RETRIES)
 
-    # -- connection ---------------------------------------------------------------------
-    def _open(self) -> None:
-        client = self._connect()
-        self.capabilities = {_s(c).upper() for c in client.capabilities()}
+    def _after_open(self, client: imapclient.IMAPClient) -> None:
         if "CONDSTORE" in self.capabilities and "ENABLE" in self.capabilities:
             try:
                 client.enable("CONDSTORE")
             except IMAPClientError:
                 self.capabilities.discard("CONDSTORE")
-        self._client = client
-        self._selected = None
-
-    @property
-    def client(self) -> imapclient.IMAPClient:
-        if self._client is None:
-            self._open()
-        assert self._client is not None
-        return self._client
-
-    @property
-    def gmail(self) -> bool:
-        return "X-GM-EXT-1" in self.capabilities
 
     @property
     def condstore(self) -> bool:
         return "CONDSTORE" in self.capabilities
 
-    def close(self) -> None:
-        if self._client is not None:
-            logout_quietly(self._client)
-            self._client = None
-
-    def _reconnect(self) -> None:
-        if self._client is not None:
-            try:
-                self._client.shutdown()
-            except Exception:  # already broken
-                log.debug("shutdown of a broken connection failed", exc_info=True)
-            self._client = None
-        self.stats.reconnects += 1
-        folder, validity = self._selected, self._uidvalidity
-        self._open()
-        if folder is not None:
-            state = self._examine(folder)
-            if validity is not None and state.uidvalidity != validity:
-                raise ProtocolError(f"UIDVALIDITY of {mutf7.decode(folder)!r} changed during the backup")
-
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``; on a dropped connection reconnect (re-EXAMINE) and retry."""
-        for attempt in range(MAX_RETRIES + 1):
-            try:
-                return fn()
-            except _NETWORK_ERRORS as exc:
-                if attempt == MAX_RETRIES:
-                    raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
-                log.info("%s: connection lost (%s); reconnecting", what, exc)
-                try:
-                    self._reconnect()
-                except RemoteError:
-                    if attempt + 1 >= MAX_RETRIES:
-                        raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self.retrying(what, fn)
 
     # -- folders ------------------------------------------------------------------------
     def folders(self) -> list[RemoteFolder]:
         """Every selectable folder, with its special-use attribute."""
-        listing = self._retrying("LIST", lambda: self.client.list_folders())  # noqa: PLW0108 - client changes on reconnect
-        out = []
-        for flags, delim, name in listing:
-            attrs = tuple(_s(f) for f in flags)
-            if any(a.lower() in ("\\noselect", "\\nonexistent") for a in attrs):
-                continue
-            raw = _s(name)
-            special = next((a for a in attrs if a.lower() in {s.lower() for s in SPECIAL_USE}), None)
-            delimiter = _s(delim) if delim is not None else None
-            out.append(RemoteFolder(FolderInfo(mutf7.decode(raw), raw, delimiter, special), attrs))
-        return out
+        return [
+            RemoteFolder(FolderInfo(f.name, f.name_raw, f.delimiter, f.special_use), f.attributes)
+            for f in self.list_folders()
+            if f.selectable
+        ]
 
     def examine(self, name_raw: str) -> FolderState:
         """EXAMINE (read-only SELECT) a folder and return its state."""
-        state: FolderState = self._retrying(
-            f"EXAMINE {mutf7.decode(name_raw)}", lambda: self._examine(name_raw)
+        info = self.retrying(
+            f"EXAMINE {mutf7.decode(name_raw)}", lambda: self._select_raw(name_raw, readonly=True)
         )
-        return state
-
-    def _examine(self, name_raw: str) -> FolderState:
-        info = dict(self.client.select_folder(name_raw, readonly=True))
-        self._selected = name_raw
 
         def num(key: bytes) -> int | None:
             v = info.get(key)
@@ -198,14 +117,12 @@ class ImapSource:
                 v = v[0] if v else None
             return int(v) if v is not None else None
 
-        state = FolderState(
+        return FolderState(
             uidvalidity=num(b"UIDVALIDITY"),
             uidnext=num(b"UIDNEXT"),
             highestmodseq=num(b"HIGHESTMODSEQ") if self.condstore else None,
             exists=num(b"EXISTS") or 0,
         )
-        self._uidvalidity = state.uidvalidity
-        return state
 
     # -- fetching -------------------------------------------------------------------------
     def _fetch(self, msgset: str, items: list[str], modifiers: list[str] | None = None) -> dict[int, Any]:
@@ -218,12 +135,12 @@ class ImapSource:
         return items
 
     def _meta(self, uid: int, d: dict[bytes, Any]) -> MessageMeta:
-        labels = tuple(mutf7.decode(_s(x)) for x in d.get(b"X-GM-LABELS", ()) or ())
+        labels = tuple(mutf7.decode(text(x)) for x in d.get(b"X-GM-LABELS", ()) or ())
         date = d.get(b"INTERNALDATE")
         return MessageMeta(
             uid=uid,
             # \Recent is a session flag (RFC 3501 2.3.2), not part of the message: never stored.
-            flags=tuple(f for f in (_s(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"),
+            flags=tuple(f for f in (text(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"),
             internaldate=date if isinstance(date, datetime) else None,
             size=int(d.get(b"RFC822.SIZE", 0) or 0),
             labels=labels,
@@ -267,7 +184,7 @@ class ImapSource:
             response = self._retrying("FETCH bodies", lambda: self._fetch(msgset, items))
         except IMAPClientError as exc:
             if len(batch) == 1:
-                yield FetchFailure(batch[0].uid, f"server said: {_s(exc)}")
+                yield FetchFailure(batch[0].uid, f"server said: {text(exc)}")
                 return
             # Narrow the failure down: fetch the batch in halves.
             half = len(batch) // 2
@@ -281,7 +198,7 @@ class ImapSource:
                 yield FetchFailure(meta.uid, "server returned no body (message expunged meanwhile?)")
                 continue
             if not isinstance(body, bytes):
-                body = _s(body).encode("utf-8", "surrogateescape")
+                body = text(body).encode("utf-8", "surrogateescape")
             self.stats.bytes_fetched += len(body)
             self.stats.messages_fetched += 1
             yield SourceMessage(

@@ -7,48 +7,29 @@ Parsing is imapclient's; the only text this module reads itself is the response 
 
 from __future__ import annotations
 
-import logging
 import re
-import socket
-import ssl
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
-from mailvault.errors import ConnectError, ProtocolError
 from mailvault.net import mutf7
+from mailvault.net.imap import ImapConnection, ListedFolder, Throttled, server_text, text, uid_fetch, uid_set
 from mailvault.net.imap import append as imap_append
-from mailvault.net.imap import uid_fetch, uid_set
-from mailvault.net.session import logout_quietly
-from mailvault.sources.imap import SPECIAL_USE
-
-log = logging.getLogger(__name__)
 
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
-_NETWORK_ERRORS = (OSError, ssl.SSLError, socket.timeout, IMAPClientAbortError, EOFError)
 MAX_RETRIES = 5
 
-
-class Throttled(Exception):
-    """The server asked us to slow down ([THROTTLED], [OVERQUOTA] on rate, BYE)."""
+#: A folder of the target as LIST shows it.
+TargetFolder = ListedFolder
 
 
 class Rejected(Exception):
     """The server refused one message (the text is the server's answer)."""
-
-
-@dataclass
-class TargetFolder:
-    name: str  # decoded
-    name_raw: str
-    delimiter: str | None
-    special_use: str | None
-    attributes: tuple[str, ...] = ()
 
 
 @dataclass
@@ -76,24 +57,8 @@ class AppendItem:
 
 @dataclass
 class TargetStats:
-    reconnects: int = 0
-    throttle_waits: float = 0.0
     appended: int = 0
     bytes_appended: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-def _s(value: Any) -> str:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return str(value)
-
-
-def _server_text(exc: BaseException) -> str:
-    text = _s(exc.args[0]) if exc.args else str(exc)
-    if len(text) >= 3 and text[0] == "b" and text[1] in "'\"" and text[-1] == text[1]:
-        text = text[2:-1]
-    return text.strip()
 
 
 def _is_throttle(text: str) -> bool:
@@ -101,44 +66,23 @@ def _is_throttle(text: str) -> bool:
     return "[THROTTLED]" in t or ("[OVERQUOTA]" in t and "RATE" in t) or "TOO MANY" in t
 
 
-class ImapTarget:
+class ImapTarget(ImapConnection):
     """An IMAP account we write to."""
+
+    network_backoff = 1.0
 
     def __init__(
         self, connect: Callable[[], imapclient.IMAPClient], *, sleep: Callable[[float], None] = time.sleep
-    ):
-        self._connect = connect
-        self._sleep = sleep
+    ) -> None:
         self.stats = TargetStats()
-        self._client: imapclient.IMAPClient | None = None
-        self._selected: str | None = None
-        self._validity: int | None = None
         self._uncertain = False  # an APPEND may have landed without its answer reaching us
-        self.capabilities: set[str] = set()
-        self._open()
+        super().__init__(connect, sleep=sleep, max_retries=MAX_RETRIES)
 
-    # -- connection ---------------------------------------------------------------------
-    def _open(self) -> None:
-        client = self._connect()
-        self.capabilities = {_s(c).upper() for c in client.capabilities()}
-        self._client = client
-        self._selected = None
+    def _after_reconnect(self) -> None:
+        self._uncertain = True
 
-    @property
-    def client(self) -> imapclient.IMAPClient:
-        if self._client is None:
-            self._open()
-        assert self._client is not None
-        return self._client
-
-    def close(self) -> None:
-        if self._client is not None:
-            logout_quietly(self._client)
-            self._client = None
-
-    @property
-    def gmail(self) -> bool:
-        return "X-GM-EXT-1" in self.capabilities
+    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
+        return self.retrying(what, fn)
 
     @property
     def multiappend(self) -> bool:
@@ -158,54 +102,9 @@ class ImapTarget:
                     return None
         return None
 
-    def _reconnect(self, why: str) -> None:
-        log.info("reconnecting: %s", why)
-        if self._client is not None:
-            try:
-                self._client.shutdown()
-            except Exception:  # already broken
-                log.debug("shutdown failed", exc_info=True)
-            self._client = None
-        self.stats.reconnects += 1
-        self._uncertain = True
-        folder, validity = self._selected, self._validity
-        self._open()
-        if folder is not None:  # later commands (verify, labels) expect the folder still selected
-            state = self.select(folder)
-            if validity is not None and state.uidvalidity != validity:
-                raise ProtocolError(f"UIDVALIDITY of {mutf7.decode(folder)!r} changed during the restore")
-
-    def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
-        """Run ``fn``; back off on throttling, reconnect on a dropped connection."""
-        delay = 1.0
-        for attempt in range(MAX_RETRIES + 1):
-            try:
-                return fn()
-            except Throttled as exc:
-                if attempt == MAX_RETRIES:
-                    raise ProtocolError(f"{what}: server keeps throttling ({exc})") from None
-                self.stats.throttle_waits += delay
-                self._sleep(delay)
-                delay = min(delay * 2, 300)
-            except _NETWORK_ERRORS as exc:
-                if attempt == MAX_RETRIES:
-                    raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
-                self._sleep(min(delay, 5))
-                delay = min(delay * 2, 300)
-                self._reconnect(f"{what}: {exc}")
-        raise AssertionError("unreachable")  # pragma: no cover
-
     # -- folders ------------------------------------------------------------------------
     def folders(self) -> list[TargetFolder]:
-        listing = self._retrying("LIST", lambda: self.client.list_folders())  # noqa: PLW0108
-        out = []
-        specials = {s.lower(): s for s in SPECIAL_USE}
-        for flags, delim, name in listing:
-            attrs = tuple(_s(f) for f in flags)
-            raw = _s(name)
-            special = next((specials[a.lower()] for a in attrs if a.lower() in specials), None)
-            out.append(TargetFolder(mutf7.decode(raw), raw, _s(delim) if delim else None, special, attrs))
-        return out
+        return self.list_folders()
 
     def personal_namespace(self) -> tuple[str, str | None]:
         """(prefix, delimiter) of the personal namespace; ("", None) when unknown."""
@@ -217,7 +116,7 @@ class ImapTarget:
             return "", None
         if ns.personal:
             prefix, delim = ns.personal[0]
-            return _s(prefix), _s(delim) if delim else None
+            return text(prefix), text(delim) if delim else None
         return "", None
 
     def create(self, name_raw: str) -> None:
@@ -225,23 +124,19 @@ class ImapTarget:
             try:
                 self.client.create_folder(name_raw)
             except IMAPClientError as exc:
-                text = _server_text(exc)
-                if "ALREADYEXISTS" in text.upper() or "already exists" in text.lower():
+                answer = server_text(exc)
+                if "ALREADYEXISTS" in answer.upper() or "already exists" in answer.lower():
                     return
-                raise Rejected(text) from None
+                raise Rejected(answer) from None
 
         self._retrying(f"CREATE {mutf7.decode(name_raw)}", go)
 
     def select(self, name_raw: str) -> SelectedState:
-        def go() -> SelectedState:
-            info = self.client.select_folder(name_raw)
-            self._selected = name_raw
-            self._validity = int(info[b"UIDVALIDITY"])
-            perm = tuple(_s(f) for f in info.get(b"PERMANENTFLAGS", ()))
-            return SelectedState(self._validity, int(info.get(b"EXISTS", 0)), perm)
-
-        state: SelectedState = self._retrying(f"SELECT {mutf7.decode(name_raw)}", go)
-        return state
+        info = self.retrying(
+            f"SELECT {mutf7.decode(name_raw)}", lambda: self._select_raw(name_raw, readonly=False)
+        )
+        perm = tuple(text(f) for f in info.get(b"PERMANENTFLAGS", ()))
+        return SelectedState(int(info[b"UIDVALIDITY"]), int(info.get(b"EXISTS", 0)), perm)
 
     def existing_keys(self) -> list[tuple[int, str, int]]:
         """(UID, Message-ID, size) of every message in the selected folder, for duplicate checks."""
@@ -300,10 +195,10 @@ class ImapTarget:
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                text = _server_text(exc)
-                if _is_throttle(text):
-                    raise Throttled(text) from None
-                raise Rejected(text) from None
+                answer = server_text(exc)
+                if _is_throttle(answer):
+                    raise Throttled(answer) from None
+                raise Rejected(answer) from None
             return _appenduids(resp, len(items))
 
         uids: list[int | None] = self._retrying(f"APPEND to {mutf7.decode(folder_raw)}", go)
@@ -331,10 +226,10 @@ class ImapTarget:
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                text = _server_text(exc)
-                if _is_throttle(text):
-                    raise Throttled(text) from None
-                raise Rejected(text) from None
+                answer = server_text(exc)
+                if _is_throttle(answer):
+                    raise Throttled(answer) from None
+                raise Rejected(answer) from None
 
         self._retrying("STORE X-GM-LABELS", go)
 
@@ -342,7 +237,7 @@ class ImapTarget:
 def _appenduids(resp: Any, count: int) -> list[int | None]:
     """UIDs from an ``[APPENDUID v uid-set]`` response code, in order."""
     if isinstance(resp, list | tuple):
-        resp = b" ".join(r if isinstance(r, bytes) else _s(r).encode() for r in resp)
+        resp = b" ".join(r if isinstance(r, bytes) else text(r).encode() for r in resp)
     if isinstance(resp, str):
         resp = resp.encode()
     m = _APPENDUID.search(resp or b"")
