@@ -138,7 +138,14 @@ def main() -> int:
         run([mailvault, "stats", str(vault)], env)
         print("== restore the snapshot into bob's empty account:")
         bob = f"imaps://bob@127.0.0.1:{server.imaps_port}"
-        restore_opts = ["--password-env", "BOB_PASSWORD", "--ca-file", str(server.ca_file), "--account", "alice"]
+        restore_opts = [
+            "--password-env",
+            "BOB_PASSWORD",
+            "--ca-file",
+            str(server.ca_file),
+            "--account",
+            "alice",
+        ]
         run([mailvault, "restore", str(vault), bob, *restore_opts], env)
         a, b = account_view(server, "alice"), account_view(server, "bob")
         for folder in sorted(a):
