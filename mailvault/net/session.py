@@ -12,6 +12,7 @@ The one place that opens IMAP and POP3 connections. Policy:
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import poplib
 import socket
@@ -236,11 +237,16 @@ def connect_pop3(
                     f"{_where(ep)} offers no STLS; refusing to log in without TLS "
                     "(use pop3s://, or --allow-plaintext to accept that risk)"
                 )
-        if creds.password is None:
-            raise AuthError(f"no password for {ep.account}")
         try:
-            conn.user(ep.user)
-            conn.pass_(creds.password().decode("utf-8"))
+            if creds.oauth2_token is not None:
+                # SASL XOAUTH2 (RFC 5034 AUTH with an initial response), as Gmail and Outlook accept it.
+                sasl = f"user={ep.user}\x01auth=Bearer {creds.oauth2_token().decode()}\x01\x01"
+                conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl.encode()).decode("ascii"))  # type: ignore[attr-defined]
+            else:
+                if creds.password is None:
+                    raise AuthError(f"no password for {ep.account}")
+                conn.user(ep.user)
+                conn.pass_(creds.password().decode("utf-8"))
         except poplib.error_proto as exc:
             raise AuthError(
                 f"login as {ep.user} at {_where(ep)} refused: {_text(exc.args[0] if exc.args else exc)}"
