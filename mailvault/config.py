@@ -108,6 +108,11 @@ class _Locator:
         return 0
 
     def key(self, path: tuple[str, ...], key: str) -> int:
+        if not path:  # a top-level name: a table header such as [job.weekly], or a bare key
+            head = re.compile(rf"^\s*\[\s*(?:{re.escape(key)}|\"{re.escape(key)}\")\s*[.\]]")
+            for i, line in enumerate(self.lines, 1):
+                if head.match(line):
+                    return i
         start = self.table(*path)
         keyre = re.compile(rf"^\s*(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')\s*=")
         for i in range(start, len(self.lines)):
@@ -219,8 +224,8 @@ def load_config(path: str | Path) -> Config:
         where = ("vaults", name)
         if not isinstance(t, dict):
             raise c.fail(("vaults",), name, "expected a table", t)
-        c.known(t, where, {"path", "password_env", "password_command", "password_file"})
         c.secret_source(t, where)
+        c.known(t, where, {"path", "password_env", "password_command", "password_file"})
         vaults[name] = VaultConfig(
             name,
             str(c.string(t, where, "path", required=True)),
@@ -233,6 +238,7 @@ def load_config(path: str | Path) -> Config:
         where = ("accounts", name)
         if not isinstance(t, dict):
             raise c.fail(("accounts",), name, "expected a table", t)
+        c.secret_source(t, where)
         c.known(
             t,
             where,
@@ -241,7 +247,6 @@ def load_config(path: str | Path) -> Config:
                 "allow_plaintext", "folders", "exclude_folders", "delete_after_days",
             },
         )  # fmt: skip
-        c.secret_source(t, where)
         url = str(c.string(t, where, "url", required=True))
         try:
             endpoint = parse_url(url)
@@ -270,6 +275,7 @@ def load_config(path: str | Path) -> Config:
         where = ("jobs", name)
         if not isinstance(t, dict):
             raise c.fail(("jobs",), name, "expected a table", t)
+        c.secret_source(t, where, "target_")
         c.known(
             t,
             where,
@@ -279,7 +285,6 @@ def load_config(path: str | Path) -> Config:
                 "into", "on_success", "on_failure", "max_upload_mb_per_day", *_KEEP,
             },
         )  # fmt: skip
-        c.secret_source(t, where, "target_")
         kind = c.string(t, where, "kind", required=True)
         if kind not in JOB_KINDS:
             raise c.fail(where, "kind", f"expected one of {', '.join(JOB_KINDS)}", kind)

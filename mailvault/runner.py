@@ -205,6 +205,9 @@ class Runner:
         shard: tuple[int, int] | None = None,
     ) -> RunSummary:
         tasks = self.tasks(job_names, shard)
+        if due_only and not job_names:
+            # A job without a schedule runs only when named (a restore is not a timer's business).
+            tasks = [(job, acc) for job, acc in tasks if job.schedule]
         summary = RunSummary()
         with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="mailvault-task") as pool:
             futures = [pool.submit(self._task, job, acc, due_only) for job, acc in tasks]
@@ -334,8 +337,16 @@ class Runner:
         command = job.on_success if result.exit_code == EXIT_OK else job.on_failure
         if not command:
             return
+        # The hook gets the result, not the secrets: variables that hold passwords are left out.
+        secret_vars = {"MAILVAULT_PASSWORD"}
+        for v in self.config.vaults.values():
+            secret_vars.add(v.password_env or "")
+        for a in self.config.accounts.values():
+            secret_vars.add(a.password_env or "")
+        for j in self.config.jobs.values():
+            secret_vars.add(j.target_password_env or "")
         env = dict(
-            os.environ,
+            {k: v for k, v in os.environ.items() if k not in secret_vars},
             MAILVAULT_JOB=result.job,
             MAILVAULT_ACCOUNT=result.account,
             MAILVAULT_KIND=result.kind,

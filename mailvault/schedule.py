@@ -57,7 +57,12 @@ def parse_schedule(text: str) -> Schedule:
         h, m = _hhmm(words[2], text)
         return Schedule(text, f"{m} {h} * * {_DAYS[words[1][:3]]}")
     if len(words) == 5 and croniter.is_valid(text.strip()):
-        return Schedule(text, text.strip())
+        schedule = Schedule(text, text.strip())
+        try:  # "0 0 30 2 *" is valid syntax but never fires
+            schedule.next_after(datetime.now().astimezone())
+        except (ValueError, KeyError, ArithmeticError, RuntimeError) as exc:
+            raise ConfigError(f"schedule {text!r} never fires ({exc})") from None
+        return schedule
     raise ConfigError(
         f"bad schedule {text!r}: expected hourly, daily, 'daily HH:MM', weekly, 'weekly DAY HH:MM' "
         "or a cron expression like '30 2 * * *'"

@@ -241,7 +241,12 @@ def connect_pop3(
             if creds.oauth2_token is not None:
                 # SASL XOAUTH2 (RFC 5034 AUTH with an initial response), as Gmail and Outlook accept it.
                 sasl = f"user={ep.user}\x01auth=Bearer {creds.oauth2_token().decode()}\x01\x01"
-                conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl.encode()).decode("ascii"))  # type: ignore[attr-defined]
+                resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl.encode()).decode("ascii"))  # type: ignore[attr-defined]
+                if not resp.startswith(b"+OK"):
+                    # "+ <base64 JSON error>": a refused token is a SASL challenge (RFC 7628), which
+                    # poplib takes for success. An empty response ends the exchange with the -ERR.
+                    conn._shortcmd("")  # type: ignore[attr-defined]
+                    raise poplib.error_proto(b"-ERR the server refused the OAuth2 token")
             else:
                 if creds.password is None:
                     raise AuthError(f"no password for {ep.account}")

@@ -112,50 +112,56 @@ class IndexCache:
     def close(self) -> None:
         self._db.close()
 
-    def _reset(self) -> None:
-        self._db.executescript(
-            "DELETE FROM index_files; DELETE FROM packs; DELETE FROM blocks; DELETE FROM blobs;"
-        )
-        self._db.commit()
-
     # -- sync ---------------------------------------------------------------------------
-    def sync(self, backend: Backend, sealer: Sealer) -> int:
-        """Load index files not yet cached; rebuild if some have gone. Returns files loaded."""
+    def sync(self, backend: Backend, sealer: Sealer, *, rebuild: bool = False) -> int:
+        """Load index files not yet cached; rebuild if some have gone (or ``rebuild``).
+
+        Everything read is applied in one transaction, so another process reading the same
+        cache never sees it half rebuilt. Returns how many index files were loaded.
+        """
         present = {id_from_name(name) for name, _ in backend.list("index/")}
         cached = {bytes(r[0]) for r in self._db.execute("SELECT id FROM index_files")}
-        if cached - present:
-            self._reset()
-            cached = set()
-        missing = present - cached
+        reset = rebuild or bool(cached - present)
+        missing = present if reset else present - cached
+        loaded = []
         for index_id in sorted(missing):
             sealed = backend.get(index_name(index_id))
             if sha256(sealed) != index_id:
                 from mailvault.errors import IntegrityError
 
                 raise IntegrityError(f"index file {index_id.hex()[:12]} does not match its id")
-            self.add(index_id, decode_index_file(sealer, sealed))
+            loaded.append((index_id, decode_index_file(sealer, sealed)))
+        if reset or loaded:
+            with self._db:
+                if reset:
+                    self._db.execute("DELETE FROM index_files")
+                    self._db.execute("DELETE FROM packs")
+                    self._db.execute("DELETE FROM blocks")
+                    self._db.execute("DELETE FROM blobs")
+                for index_id, packs in loaded:
+                    self._insert(index_id, packs)
         return len(missing)
 
     def add(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
         """Record packs (from an index file, or just written when index_id is None)."""
+        with self._db:
+            self._insert(index_id, packs)
+
+    def _insert(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
         db = self._db
-        with db:
-            for pack_id, header in packs:
-                db.execute("INSERT OR IGNORE INTO packs(id) VALUES (?)", (pack_id,))
-                (n,) = db.execute("SELECT n FROM packs WHERE id=?", (pack_id,)).fetchone()
-                db.executemany(
-                    "INSERT OR IGNORE INTO blocks VALUES (?,?,?,?,?,?)",
-                    [
-                        (n, i, b.offset, b.sealed_len, b.raw_len, b.dict_id)
-                        for i, b in enumerate(header.blocks)
-                    ],
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
-                    [(e.id, e.type, n, e.block, e.offset, e.length) for e in header.blobs],
-                )
-            if index_id is not None:
-                db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_id,))
+        for pack_id, header in packs:
+            db.execute("INSERT OR IGNORE INTO packs(id) VALUES (?)", (pack_id,))
+            (n,) = db.execute("SELECT n FROM packs WHERE id=?", (pack_id,)).fetchone()
+            db.executemany(
+                "INSERT OR IGNORE INTO blocks VALUES (?,?,?,?,?,?)",
+                [(n, i, b.offset, b.sealed_len, b.raw_len, b.dict_id) for i, b in enumerate(header.blocks)],
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO blobs VALUES (?,?,?,?,?,?)",
+                [(e.id, e.type, n, e.block, e.offset, e.length) for e in header.blobs],
+            )
+        if index_id is not None:
+            db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_id,))
 
     # -- queries ------------------------------------------------------------------------
     def has(self, blob_id: bytes) -> bool:
@@ -207,6 +213,5 @@ def open_cache(vault_id: str, *, root: Path | None = None) -> IndexCache:
 
 
 def rebuild(cache: IndexCache, backend: Backend, sealer: Sealer) -> int:
-    """Forget the cache and re-read (and verify) every index file."""
-    cache._reset()
-    return cache.sync(backend, sealer)
+    """Re-read (and verify) every index file, replacing the cache in one transaction."""
+    return cache.sync(backend, sealer, rebuild=True)

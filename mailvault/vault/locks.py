@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import secrets
 import socket
 import threading
@@ -119,6 +120,7 @@ class Lock:
 
     def acquire(self, wait: float = 0.0) -> Lock:
         deadline = time.monotonic() + wait
+        collisions = 0
         while True:
             conflicts = self._conflicts()
             if not conflicts:
@@ -129,6 +131,12 @@ class Lock:
                     break
                 self._backend.delete(self.name)
                 self.name = ""
+                # Two contenders that wrote at the same instant both withdraw: retry after a
+                # random pause so that one of them wins, even when asked not to wait.
+                if collisions < 5:
+                    collisions += 1
+                    time.sleep(random.uniform(0.02, 0.25))
+                    continue
             if time.monotonic() >= deadline:
                 what = f"account {self.account!r} is busy" if self.account else "vault is locked"
                 raise LockedError(

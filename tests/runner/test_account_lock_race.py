@@ -5,21 +5,12 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import pytest
-
 from mailvault.errors import LockedError
 from mailvault.vault.locks import Lock
 from mailvault.vault.repository import Repository
 from tests.runner.helpers import VAULT_PASSWORD, make_vault
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product weakness: Lock.acquire(wait=0) writes its lock, re-checks, and on seeing the "
-    "other's lock deletes its own and gives up; two simultaneous contenders can BOTH give up "
-    "(8-30 % of 200 races here), so both runners report the account 'skipped' and nobody backs it up. "
-    "A tie-break (e.g. the older/lower-named lock wins) or a short randomized retry would fix it.",
-)
 def test_simultaneous_account_locks_never_both_lose(tmp_path: Path) -> None:
     vault = make_vault(tmp_path / "vault")
     repos = [Repository.open(vault, VAULT_PASSWORD.encode) for _ in range(2)]

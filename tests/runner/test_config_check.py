@@ -284,23 +284,12 @@ def test_missing_required_key_names_the_table_line(tmp_path: Path) -> None:
 SECRET_CASES = [c for c in CASES if c[0].startswith("secret-")]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: config.py checks unknown keys (_Checker.known) before secret_source(), so "
-    "`password = ...` is reported as 'unknown key' and the dedicated 'secrets do not belong in the "
-    "config' message is unreachable (right file:line:key and exit 2 all the same)",
-)
 @pytest.mark.parametrize("case", SECRET_CASES, ids=[c[0] for c in SECRET_CASES])
 def test_secret_in_file_gets_the_dedicated_message(tmp_path: Path, case: tuple[str, ...]) -> None:
     _, line = run_check(tmp_path, case[1])
     assert "secrets do not belong in the config" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: _Locator.key() looks for `job =`, never a `[job.weekly]` header, so a "
-    "misspelt top-level table is reported at line 0",
-)
 def test_unknown_top_level_table_names_its_header_line(tmp_path: Path) -> None:
     """A misspelt table header (``[job.nightly]``) must point at the header's line, not line 0."""
     text = edit(BASE, "[jobs.weekly]", "[job.weekly]")

@@ -50,12 +50,6 @@ def test_unreachable_account_fails_with_a_record_and_stays_due(
     assert [rec["status"] for rec in recs] == ["failed", "failed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: Runner._task only checks due-ness `if due_only and job.schedule`, so a job "
-    "WITHOUT a schedule runs on every `run --due` (i.e. every timer tick), although config.example.toml "
-    "says 'no schedule = only when named' and --due says 'only jobs whose schedule says they are due'",
-)
 def test_run_due_skips_jobs_without_a_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MV_RUNNER_UNUSED", "x")
     cfg = load_config(config(tmp_path, manual={}))

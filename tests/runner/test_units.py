@@ -205,11 +205,6 @@ def test_bad_schedule_is_a_config_error(text: str) -> None:
         parse_schedule(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a cron that never fires ('0 0 30 2 *', 30 February) passes parse_schedule; "
-    "is_due then raises croniter's CroniterBadDateError (run --due: 'internal error'; status: exit 2)",
-)
 def test_cron_that_never_fires_is_refused_at_parse_time() -> None:
     with pytest.raises(ConfigError):
         parse_schedule("0 0 30 2 *")
