@@ -8,6 +8,7 @@ it::
     ROOT/
       tls/           ca.pem (clients trust it: ``ca_file``), ca.key, server.pem, server.key
       dovecot.conf   generated, see :meth:`Dovecot._config_text`
+      dovecot-oauth2.conf.ext   with ``oauth2=True``: the oauth2 passdb's introspection settings
       users/NAME     one passwd-file per user (passdb and userdb, ``scheme=PLAIN``)
       homes/NAME/Maildir   Maildir++: INBOX is ``Maildir/{cur,new,tmp}``, folder ``a/b`` is ``Maildir/.a.b``
       run/           base_dir (sockets, ``anvil-auth-penalty``)
@@ -52,6 +53,8 @@ from datetime import datetime
 from pathlib import Path
 
 from imapclient import IMAPClient, imap_utf7
+
+from tests.servers.oauth2 import IntrospectionServer
 
 #: ``(raw message bytes, flags, INTERNALDATE)``. Flags are IMAP system flags (``\\Seen``...) or keywords.
 #: A naive INTERNALDATE is taken as local time (like imapclient's APPEND does).
@@ -148,9 +151,22 @@ class Dovecot:
 
     ``starttls=False`` builds a server with ``ssl = no``: it offers no STARTTLS, and has no IMAPS/POP3S
     listeners (``imaps_port``/``pop3s_port`` are ``None``) — for "server without STARTTLS" tests.
+
+    ``oauth2=True`` (or :meth:`enable_oauth2`) adds SASL XOAUTH2 and OAUTHBEARER: an ``oauth2`` passdb
+    (for those two mechanisms only, before the passwd-file one, which keeps serving PLAIN/LOGIN) asks
+    :attr:`oauth2` — an :class:`~tests.servers.oauth2.IntrospectionServer` on loopback, started and
+    stopped with this instance — about every token. :meth:`issue_oauth2_token` and
+    :meth:`revoke_oauth2_token` manage the tokens; users still come from :meth:`add_user` (userdb).
     """
 
-    def __init__(self, workdir: str | os.PathLike[str], *, starttls: bool = True, name: str | None = None):
+    def __init__(
+        self,
+        workdir: str | os.PathLike[str],
+        *,
+        starttls: bool = True,
+        name: str | None = None,
+        oauth2: bool = False,
+    ):
         self.dovecot_bin = find_binary("dovecot")
         self.doveadm_bin = find_binary("doveadm")
         self.doveconf_bin = find_binary("doveconf")
@@ -195,6 +211,9 @@ class Dovecot:
         self.ca_file = tls_dir / "ca.pem"
         self.cert_file = tls_dir / "server.pem"
         self.key_file = tls_dir / "server.key"
+        self.oauth2_conf_file = root / "dovecot-oauth2.conf.ext"
+        #: The token-introspection endpoint behind XOAUTH2/OAUTHBEARER (``None`` unless oauth2 enabled).
+        self.oauth2: IntrospectionServer | None = IntrospectionServer(HOST) if oauth2 else None
         self.users: dict[str, str] = {}
         self._users: dict[str, _User] = {}
         self._proc: subprocess.Popen[bytes] | None = None
@@ -245,6 +264,10 @@ class Dovecot:
         if not self._ports:  # a restart keeps the ports
             names = ["imap", "pop3", "imaps", "pop3s"] if self.tls else ["imap", "pop3"]
             self._ports = dict(zip(names, _free_ports(len(names)), strict=True))
+        if self.oauth2 is not None:
+            self.oauth2.start()
+            self.oauth2_conf_file.write_text(self._oauth2_config_text())
+            self.oauth2_conf_file.chmod(0o644)  # read by the auth process (an unprivileged user)
         self.conf_file.write_text(self._config_text())
         check = subprocess.run(
             [self.doveconf_bin, "-c", str(self.conf_file), "-n"], check=False, capture_output=True, text=True
@@ -305,6 +328,8 @@ class Dovecot:
     def cleanup(self) -> None:
         """Stop, copy the logs to WORK and remove the instance root (mail, indexes, sockets)."""
         self.stop()
+        if self.oauth2 is not None:
+            self.oauth2.stop()
         if self.root.exists():
             for f in (self.log_file, self.stderr_file):
                 if f.exists():
@@ -345,6 +370,28 @@ class Dovecot:
                 f"doveadm {' '.join(args)} failed ({res.returncode}): {res.stderr}{res.stdout}"
             )
         return res
+
+    # ----------------------------------------------------------------- oauth2
+    def enable_oauth2(self) -> IntrospectionServer:
+        """Turn on XOAUTH2/OAUTHBEARER (see the class doc); restarts a running instance (same ports)."""
+        if self.oauth2 is None:
+            self.oauth2 = IntrospectionServer(HOST)
+            if self.running:
+                self.stop()
+                self.start()
+        return self.oauth2
+
+    def issue_oauth2_token(self, user: str, token: str | None = None) -> str:
+        """A bearer token (``token``, or a fresh random one) that logs in as ``user``; returns it."""
+        if self.oauth2 is None:
+            raise DovecotError("oauth2 is not enabled on this instance (Dovecot(..., oauth2=True))")
+        return self.oauth2.issue(user, token)
+
+    def revoke_oauth2_token(self, token: str) -> None:
+        """Logins with ``token`` are refused from now on (Dovecot asks the endpoint every time)."""
+        if self.oauth2 is None:
+            raise DovecotError("oauth2 is not enabled on this instance (Dovecot(..., oauth2=True))")
+        self.oauth2.revoke(token)
 
     # ----------------------------------------------------------------- users
     def add_user(self, name: str, password: str, gmail_like: bool = False) -> None:
@@ -401,10 +448,12 @@ class Dovecot:
         password: str | None = None,
         timeout: float = 30.0,
         port: int | None = None,
+        oauth2_token: str | None = None,
     ) -> IMAPClient:
         """A logged-in IMAPClient: IMAPS (``ssl=True``), plain port + STARTTLS, or plain text.
 
         ``port`` overrides the port (e.g. a :class:`~tests.servers.proxy.FaultProxy` in front of it).
+        ``oauth2_token`` logs in with SASL XOAUTH2 instead of the password.
         """
         if ssl:
             if self.imaps_port is None:
@@ -417,7 +466,10 @@ class Dovecot:
             if starttls:
                 client.starttls(self.ssl_context())
         try:
-            client.login(user, password if password is not None else self.users[user])
+            if oauth2_token is not None:
+                client.oauth2_login(user, oauth2_token)
+            else:
+                client.login(user, password if password is not None else self.users[user])
         except Exception:
             with contextlib.suppress(Exception):
                 client.shutdown()
@@ -668,7 +720,7 @@ protocols = imap pop3
 {users_block}
 {ssl_block}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = {"plain login xoauth2 oauthbearer" if self.oauth2 is not None else "plain login"}
 auth_failure_delay = 0
 auth_verbose = yes
 login_trusted_networks = 127.0.0.0/8
@@ -689,7 +741,7 @@ namespace inbox {{
 {mailboxes}
 }}
 
-passdb {{
+{self._oauth2_passdb()}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%n {self.users_dir}/%n
 }}
@@ -727,6 +779,33 @@ service stats {{
   }}
 }}
 """
+
+    def _oauth2_passdb(self) -> str:
+        """The oauth2 passdb block (empty without oauth2): tokens never reach the passwd-file passdb."""
+        if self.oauth2 is None:
+            return ""
+        return textwrap.dedent(f"""\
+            passdb {{
+              driver = oauth2
+              mechanisms = xoauth2 oauthbearer
+              args = {self.oauth2_conf_file}
+              result_failure = return-fail
+              result_internalfail = return-fail
+            }}
+            """)
+
+    def _oauth2_config_text(self) -> str:
+        assert self.oauth2 is not None
+        return textwrap.dedent(f"""\
+            # Generated by tests/servers/dovecot.py: RFC 7662 introspection at a loopback test endpoint.
+            introspection_mode = post
+            introspection_url = {self.oauth2.url}
+            force_introspection = yes
+            username_attribute = username
+            active_attribute = active
+            active_value = true
+            timeout_msecs = 10000
+            """)
 
 
 # --------------------------------------------------------------------- helpers
