@@ -26,15 +26,17 @@ from datetime import UTC, datetime, timedelta
 
 from mailvault.errors import EXIT_OK, EXIT_PARTIAL, ConnectError, RemoteError
 from mailvault.model import FolderInfo, SourceMessage
-from mailvault.net.imap import uid_set
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap, connect_pop3
 from mailvault.prefetch import prefetch
-from mailvault.progress import QUIET, Progress
-from mailvault.sources.imap import FetchFailure, ImapSource, MessageMeta, RemoteFolder
+from mailvault.progress import QUIET, Bar, Progress
+from mailvault.sources.imap import Fetched, FetchFailure, ImapSource, MessageMeta, RemoteFolder
 from mailvault.sources.local import header_date
 from mailvault.sources.pop3 import Pop3Entry, Pop3Source
 from mailvault.vault.repository import Repository, VaultWriter, new_snapshot
-from mailvault.vault.snapshots import ManifestEntry, Snapshot, SnapshotFolder
+from mailvault.vault.snapshots import ManifestEntry, ManifestRows, Snapshot, SnapshotFolder
+
+#: UIDs handled per round of metadata FETCH + body FETCH in a folder.
+UID_CHUNK = 2000
 
 
 @dataclass
@@ -43,7 +45,7 @@ class BackupOptions:
     folders: Sequence[str] = ()
     exclude_folders: Sequence[str] = ()
     delete_after_days: int | None = None
-    batch_bytes: int = 8 << 20
+    batch_bytes: int = 4 << 20
 
 
 @dataclass
@@ -163,7 +165,8 @@ class _ImapBackup(_Base):
     ) -> None:
         super().__init__(repo, endpoint, options, progress)
         self.source = source
-        self.gm_known: dict[int, ManifestEntry] = {}
+        self.gm_known: dict[int, tuple[str, int]] = {}  # X-GM-MSGID -> (blob, size)
+        self._fetched_bytes = 0
 
     def run(self) -> BackupResult:
         remote = [
@@ -175,7 +178,7 @@ class _ImapBackup(_Base):
             for pf in self.prev.folders:
                 for e in self.repo.read_manifest(pf):
                     if e.gm_msgid is not None:
-                        self.gm_known.setdefault(e.gm_msgid, e)
+                        self.gm_known.setdefault(e.gm_msgid, (e.blob, e.size))
         folders: list[SnapshotFolder] = []
         with self.repo.lock():
             writer = self.repo.writer()
@@ -215,51 +218,70 @@ class _ImapBackup(_Base):
         known: dict[int, ManifestEntry] = {}
         if same and pf is not None:
             known = {int(e.uid): e for e in self.repo.read_manifest(pf)}
+        condstore = bool(known) and pf is not None and pf.highestmodseq is not None
+        rows = ManifestRows()
+        if state.exists:
+            uids = src.all_uids()
+            with self.progress.bar(info.name[:30], total=len(uids)) as bar:
+                # A chunk of UIDs at a time: metadata, then the bodies it lacks, then its
+                # manifest rows — memory does not grow with the size of the folder.
+                for i in range(0, len(uids), UID_CHUNK):
+                    chunk = uids[i : i + UID_CHUNK]
+                    self._chunk(writer, info, chunk, known, rows, condstore, pf, bar)
+        manifest = writer.add_manifest(rows)
+        return SnapshotFolder.build(info, manifest, rows.count, rows.bytes)
+
+    def _chunk(
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        chunk: list[int],
+        known: dict[int, ManifestEntry],
+        rows: ManifestRows,
+        condstore: bool,
+        pf: SnapshotFolder | None,
+        bar: Bar,
+    ) -> None:
+        src = self.source
+        if condstore and pf is not None and pf.highestmodseq is not None:
+            meta = src.metadata(chunk, changedsince=pf.highestmodseq)
+            # New UIDs without a newer mod-sequence: ask for their metadata too.
+            missing = [u for u in chunk if u not in known and u not in meta]
+            meta.update(src.metadata(missing))
+        else:
+            meta = src.metadata(chunk)
         entries: list[ManifestEntry] = []
         to_fetch: list[MessageMeta] = []
-        if state.exists == 0:
-            pass
-        elif known and pf is not None and pf.highestmodseq is not None and state.highestmodseq is not None:
-            uids = src.all_uids()
-            changed = src.metadata(changedsince=pf.highestmodseq)
-            missing = []
-            for uid in uids:
-                e = known.get(uid)
-                m = changed.get(uid)
-                if e is not None:
-                    entries.append(self._refresh(e, m) if m is not None else e)
-                elif m is not None:
-                    to_fetch.append(m)
-                else:
-                    missing.append(uid)
-            if missing:  # new UIDs without a newer mod-sequence: ask for their metadata
-                to_fetch.extend(self._metadata_of(missing))
-        else:
-            for uid, m in sorted(src.metadata().items()):
-                e = known.get(uid)
-                if e is not None:
+        for uid in chunk:
+            e = known.pop(uid, None)
+            m = meta.get(uid)
+            if e is not None:
+                if m is not None:
                     entries.append(self._refresh(e, m))
-                else:
-                    to_fetch.append(m)
-        # Gmail: the same message in several labels/folders is downloaded once.
-        fetch_now: list[MessageMeta] = []
-        for m in to_fetch:
+                elif condstore:
+                    entries.append(e)  # unchanged since the last snapshot
+                # else: expunged between SEARCH and FETCH
+                bar.update()
+                continue
+            if m is None:
+                bar.update()  # expunged meanwhile
+                continue
             hit = self.gm_known.get(m.gm_msgid) if m.gm_msgid is not None else None
-            if hit is not None:
-                entries.append(
-                    replace(hit, uid=m.uid, flags=list(m.flags), labels=list(m.labels), internaldate=_iso(m))
-                )
+            if hit is not None:  # Gmail: the same message in another label, already stored
+                entries.append(self._entry(m, hit[0], hit[1]))
+                bar.update()
             else:
-                fetch_now.append(m)
-        self._fetch_into(writer, info, fetch_now, entries)
+                to_fetch.append(m)
+        self._fetch_into(writer, info, to_fetch, entries, bar)
         entries.sort(key=lambda e: int(e.uid))
-        manifest = writer.add_manifest(entries)
-        return SnapshotFolder.build(info, manifest, len(entries), sum(e.size for e in entries))
+        for e in entries:
+            rows.add(e)
 
-    def _metadata_of(self, uids: list[int]) -> list[MessageMeta]:
-        src = self.source
-        raw = src._retrying("FETCH flags", lambda: src._fetch(uid_set(uids), src._meta_items()))
-        return [src._meta(uid, d) for uid, d in sorted(raw.items())]
+    @staticmethod
+    def _entry(m: MessageMeta, blob: str, size: int) -> ManifestEntry:
+        return ManifestEntry(
+            m.uid, blob, list(m.flags), m.internaldate, size, list(m.labels), m.gm_msgid, m.gm_thrid
+        )
 
     @staticmethod
     def _refresh(e: ManifestEntry, m: MessageMeta | None) -> ManifestEntry:
@@ -272,33 +294,34 @@ class _ImapBackup(_Base):
         return replace(e, flags=flags, labels=labels)
 
     def _fetch_into(
-        self, writer: VaultWriter, info: FolderInfo, metas: list[MessageMeta], entries: list[ManifestEntry]
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        metas: list[MessageMeta],
+        entries: list[ManifestEntry],
+        bar: Bar,
     ) -> None:
         if not metas:
             return
-        total_bytes = sum(m.size for m in metas)
-        with self.progress.bar(info.name[:30], total=len(metas)) as bar:
-            done_bytes = 0
-            fetched = prefetch(
-                self.source.fetch(metas),
-                max_cost=self.options.batch_bytes,
-                cost=lambda i: len(i.raw) if isinstance(i, SourceMessage) else 0,
-            )
-            for item in fetched:
-                if isinstance(item, FetchFailure):
-                    self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
-                    continue
-                entry = self._store(writer, item)
-                entries.append(entry)
-                if item.gm_msgid is not None:
-                    self.gm_known.setdefault(item.gm_msgid, entry)
-                done_bytes += len(item.raw)
-                bar.update()
-                bar.set_postfix(f"{done_bytes >> 20}/{total_bytes >> 20} MiB")
-
-
-def _iso(m: MessageMeta) -> str | None:
-    return m.internaldate.isoformat() if m.internaldate else None
+        fetched = prefetch(
+            self.source.fetch(metas),
+            max_cost=self.options.batch_bytes,
+            cost=lambda i: len(i.raw) if isinstance(i, Fetched) else 0,
+        )
+        for item in fetched:
+            bar.update()
+            if isinstance(item, FetchFailure):
+                self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
+                continue
+            m = item.meta
+            blob, new = writer.add(item.raw)
+            if new:
+                self.result.new_messages += 1
+            entries.append(self._entry(m, blob, len(item.raw)))
+            if m.gm_msgid is not None:
+                self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))
+            self._fetched_bytes += len(item.raw)
+            bar.set_postfix(f"{self._fetched_bytes >> 20} MiB")
 
 
 class _Pop3Backup(_Base):

@@ -931,6 +931,9 @@ def unlock(
 
 
 def main() -> None:
+    from mailvault.memory import tune_malloc
+
+    tune_malloc()
     try:
         app()
     except BrokenPipeError:  # e.g. `mailvault ls ... | head`

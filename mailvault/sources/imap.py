@@ -8,6 +8,7 @@ when the connection drops.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,12 +17,12 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientError
 
-from mailvault.model import FolderInfo, SourceMessage
+from mailvault.model import FolderInfo
 from mailvault.net import mutf7
 from mailvault.net.imap import ImapConnection, text, uid_fetch, uid_set
 
 #: Default FETCH batch limits: whichever is reached first.
-BATCH_BYTES = 8 << 20
+BATCH_BYTES = 4 << 20
 BATCH_COUNT = 1000
 MAX_RETRIES = 3
 
@@ -42,18 +43,26 @@ class FolderState:
     exists: int
 
 
-@dataclass
+@dataclass(slots=True)
 class MessageMeta:
+    """What FETCH says about a message, kept small: one per message of a folder chunk."""
+
     uid: int
     flags: tuple[str, ...]
-    internaldate: datetime | None
+    internaldate: str | None  # ISO 8601 with the server's offset
     size: int
     labels: tuple[str, ...] = ()
     gm_msgid: int | None = None
     gm_thrid: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
+class Fetched:
+    meta: MessageMeta
+    raw: bytes
+
+
+@dataclass(slots=True)
 class FetchFailure:
     uid: int
     reason: str
@@ -140,25 +149,31 @@ class ImapSource(ImapConnection):
         return MessageMeta(
             uid=uid,
             # \Recent is a session flag (RFC 3501 2.3.2), not part of the message: never stored.
-            flags=tuple(f for f in (text(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"),
-            internaldate=date if isinstance(date, datetime) else None,
+            flags=tuple(
+                sys.intern(f) for f in (text(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"
+            ),
+            internaldate=date.isoformat() if isinstance(date, datetime) else None,
             size=int(d.get(b"RFC822.SIZE", 0) or 0),
             labels=labels,
             gm_msgid=int(d[b"X-GM-MSGID"]) if b"X-GM-MSGID" in d else None,
             gm_thrid=int(d[b"X-GM-THRID"]) if b"X-GM-THRID" in d else None,
         )
 
-    def metadata(self, changedsince: int | None = None) -> dict[int, MessageMeta]:
-        """Flags, INTERNALDATE, size (and Gmail fields) of every message of the examined folder,
-        or with ``changedsince`` only of those whose flags changed since that mod-sequence."""
+    def metadata(self, uids: Sequence[int], changedsince: int | None = None) -> dict[int, MessageMeta]:
+        """Flags, INTERNALDATE, size (and Gmail fields) of the given messages of the examined
+        folder, or with ``changedsince`` only of those whose flags changed since that
+        mod-sequence. Callers ask for a chunk of UIDs at a time: memory stays bounded."""
+        if not uids:
+            return {}
         modifiers = [f"CHANGEDSINCE {changedsince}"] if changedsince is not None else None
-        raw = self._retrying("FETCH flags", lambda: self._fetch("1:*", self._meta_items(), modifiers))
+        msgset = uid_set(uids)
+        raw = self._retrying("FETCH flags", lambda: self._fetch(msgset, self._meta_items(), modifiers))
         return {uid: self._meta(uid, d) for uid, d in raw.items()}
 
     def all_uids(self) -> list[int]:
         return sorted(int(u) for u in self._retrying("UID SEARCH", lambda: self.client.search("ALL")))
 
-    def fetch(self, metas: Sequence[MessageMeta]) -> Iterator[SourceMessage | FetchFailure]:
+    def fetch(self, metas: Sequence[MessageMeta]) -> Iterator[Fetched | FetchFailure]:
         """Bodies of the given messages (BODY.PEEK[]), in batches bounded by bytes and count.
 
         Flags and INTERNALDATE come from the metadata fetch that produced ``metas``; asking
@@ -176,9 +191,7 @@ class ImapSource(ImapConnection):
         if batch:
             yield from self._fetch_batch(batch, items)
 
-    def _fetch_batch(
-        self, batch: list[MessageMeta], items: list[str]
-    ) -> Iterator[SourceMessage | FetchFailure]:
+    def _fetch_batch(self, batch: list[MessageMeta], items: list[str]) -> Iterator[Fetched | FetchFailure]:
         msgset = uid_set([m.uid for m in batch])
         try:
             response = self._retrying("FETCH bodies", lambda: self._fetch(msgset, items))
@@ -201,12 +214,4 @@ class ImapSource(ImapConnection):
                 body = text(body).encode("utf-8", "surrogateescape")
             self.stats.bytes_fetched += len(body)
             self.stats.messages_fetched += 1
-            yield SourceMessage(
-                uid=meta.uid,
-                raw=body,
-                flags=meta.flags,
-                internaldate=meta.internaldate,
-                labels=meta.labels,
-                gm_msgid=meta.gm_msgid,
-                gm_thrid=meta.gm_thrid,
-            )
+            yield Fetched(meta, body)

@@ -42,7 +42,7 @@ def sha256(data: bytes | bytearray) -> bytes:
     return hashlib.sha256(data).digest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlockInfo:
     offset: int
     sealed_len: int
@@ -50,7 +50,7 @@ class BlockInfo:
     dict_id: bytes = NO_DICT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BlobEntry:
     id: bytes  # b"" in a header read from a pack (packs do not repeat ids; hash the bytes)
     type: int

@@ -52,6 +52,7 @@ from mailvault.vault.locks import Lock
 from mailvault.vault.packs import PackBuilder, open_block, read_pack
 from mailvault.vault.snapshots import (
     ManifestEntry,
+    ManifestRows,
     Snapshot,
     SnapshotFolder,
     decode_manifest,
@@ -479,8 +480,9 @@ class VaultWriter:
             self._finish(blob_type)
         return blob_id.hex(), True
 
-    def add_manifest(self, entries: list[ManifestEntry]) -> str:
-        return self.add(encode_manifest(entries), BLOB_MANIFEST)[0]
+    def add_manifest(self, entries: list[ManifestEntry] | ManifestRows) -> str:
+        data = entries.encode() if isinstance(entries, ManifestRows) else encode_manifest(entries)
+        return self.add(data, BLOB_MANIFEST)[0]
 
     def _sample(self, raw: bytes) -> None:
         if len(raw) <= 64 * 1024:
@@ -536,6 +538,8 @@ class VaultWriter:
     def write_pending_index(self) -> None:
         if self._written:
             self._write_index(self._written)
+            if not self._for_repack:  # the index cache knows them now: keep the pending set small
+                self._pending.difference_update(e.id for _, h in self._written for e in h.blobs)
             self._written = []
 
     def flush(self) -> None:

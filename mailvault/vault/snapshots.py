@@ -24,7 +24,7 @@ from mailvault.vault.format import AD_SNAPSHOT, FORMAT_VERSION, sha256
 MANIFEST_VERSION = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class ManifestEntry:
     """One message in a folder manifest."""
 
@@ -85,9 +85,36 @@ class ManifestEntry:
         )
 
 
+def _row(e: ManifestEntry) -> str:
+    return json.dumps(e.to_json(), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+class ManifestRows:
+    """A manifest under construction, held as encoded rows (~150 bytes a message), not objects.
+
+    The bytes equal ``json.dumps({"v": 1, "messages": rows}, sort_keys=True, compact)``, so an
+    unchanged folder yields the same manifest id however it was built.
+    """
+
+    def __init__(self) -> None:
+        self._rows: list[str] = []
+        self.count = 0
+        self.bytes = 0
+
+    def add(self, e: ManifestEntry) -> None:
+        self._rows.append(_row(e))
+        self.count += 1
+        self.bytes += e.size
+
+    def encode(self) -> bytes:
+        return ('{"messages":[' + ",".join(self._rows) + '],"v":' + str(MANIFEST_VERSION) + "}").encode()
+
+
 def encode_manifest(entries: list[ManifestEntry]) -> bytes:
-    doc = {"v": MANIFEST_VERSION, "messages": [e.to_json() for e in entries]}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+    rows = ManifestRows()
+    for e in entries:
+        rows.add(e)
+    return rows.encode()
 
 
 def decode_manifest(data: bytes) -> list[ManifestEntry]:
