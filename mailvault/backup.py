@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -46,6 +48,8 @@ class BackupOptions:
     exclude_folders: Sequence[str] = ()
     delete_after_days: int | None = None
     batch_bytes: int = 4 << 20
+    #: IMAP: folders backed up over this many parallel connections.
+    connections: int = 1
 
 
 @dataclass
@@ -91,9 +95,12 @@ def backup(
     options = options or BackupOptions()
     if endpoint.protocol == "imap":
         # Connect before taking the lock: a wrong password must leave the vault untouched.
-        source = ImapSource(lambda: connect_imap(endpoint, creds, tls), batch_bytes=options.batch_bytes)
+        def open_source() -> ImapSource:
+            return ImapSource(lambda: connect_imap(endpoint, creds, tls), batch_bytes=options.batch_bytes)
+
+        source = open_source()
         try:
-            return _ImapBackup(repo, endpoint, source, options, progress).run()
+            return _ImapBackup(repo, endpoint, source, options, progress, open_source).run()
         finally:
             source.close()
     pop = Pop3Source(lambda: connect_pop3(endpoint, creds, tls))
@@ -162,33 +169,76 @@ class _ImapBackup(_Base):
         source: ImapSource,
         options: BackupOptions,
         progress: Progress,
+        open_source: Callable[[], ImapSource] | None = None,
     ) -> None:
         super().__init__(repo, endpoint, options, progress)
-        self.source = source
+        self._main_source = source
+        self._open_source = open_source
+        self._local = threading.local()  # each worker thread has its own connection
+        self._sources: list[ImapSource] = [source]
+        self._writer_lock = threading.Lock()  # the vault writer is not thread-safe
         self.gm_known: dict[int, tuple[str, int]] = {}  # X-GM-MSGID -> (blob, size)
         self._fetched_bytes = 0
 
+    @property
+    def source(self) -> ImapSource:
+        s: ImapSource | None = getattr(self._local, "source", None)
+        return s if s is not None else self._main_source
+
     def run(self) -> BackupResult:
-        remote = [
-            f
-            for f in self.source.folders()
-            if folder_selected(f.info.name, self.options.folders, self.options.exclude_folders)
-        ]
+        remote = sorted(
+            (
+                f
+                for f in self.source.folders()
+                if folder_selected(f.info.name, self.options.folders, self.options.exclude_folders)
+            ),
+            key=lambda f: (f.info.name.upper() != "INBOX", f.info.name),  # servers list in any order
+        )
         if self.source.gmail and self.prev is not None:
             for pf in self.prev.folders:
                 for e in self.repo.read_manifest(pf):
                     if e.gm_msgid is not None:
                         self.gm_known.setdefault(e.gm_msgid, (e.blob, e.size))
-        folders: list[SnapshotFolder] = []
         with self.repo.lock():
             writer = self.repo.writer()
-            for rf in remote:
-                folders.append(self._folder(writer, rf))
+            n = min(self.options.connections, len(remote)) if self._open_source else 1
+            if n <= 1:
+                folders = [self._folder(writer, rf) for rf in remote]
+            else:
+                folders = self._parallel(writer, remote, n)
             self._commit(writer, folders)
-        self.result.reconnects = self.source.reconnects
-        self.result.bytes_fetched = self.source.stats.bytes_fetched
-        self.result.messages_fetched = self.source.stats.messages_fetched
+        self.result.reconnects = sum(s.reconnects for s in self._sources)
+        self.result.bytes_fetched = sum(s.stats.bytes_fetched for s in self._sources)
+        self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
         return self.result
+
+    def _parallel(self, writer: VaultWriter, remote: list[RemoteFolder], n: int) -> list[SnapshotFolder]:
+        """Folders spread over n connections; the snapshot lists them in the usual order."""
+        results: dict[int, SnapshotFolder] = {}
+        order = list(range(len(remote)))
+        lock = threading.Lock()
+
+        def worker() -> None:
+            assert self._open_source is not None
+            src = self._open_source()
+            with lock:
+                self._sources.append(src)
+            self._local.source = src
+            try:
+                while True:
+                    with lock:
+                        if not order:
+                            return
+                        i = order.pop(0)
+                    results[i] = self._folder(writer, remote[i])
+            finally:
+                self._local.source = None
+                src.close()
+
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-backup") as pool:
+            for f in [pool.submit(worker) for _ in range(n)]:
+                f.result()
+        return [results[i] for i in range(len(remote))]
 
     def _folder(self, writer: VaultWriter, rf: RemoteFolder) -> SnapshotFolder:
         src = self.source
@@ -228,7 +278,8 @@ class _ImapBackup(_Base):
                 for i in range(0, len(uids), UID_CHUNK):
                     chunk = uids[i : i + UID_CHUNK]
                     self._chunk(writer, info, chunk, known, rows, condstore, pf, bar)
-        manifest = writer.add_manifest(rows)
+        with self._writer_lock:
+            manifest = writer.add_manifest(rows)
         return SnapshotFolder.build(info, manifest, rows.count, rows.bytes)
 
     def _chunk(
@@ -314,9 +365,10 @@ class _ImapBackup(_Base):
                 self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
                 continue
             m = item.meta
-            blob, new = writer.add(item.raw)
-            if new:
-                self.result.new_messages += 1
+            with self._writer_lock:
+                blob, new = writer.add(item.raw)
+                if new:
+                    self.result.new_messages += 1
             entries.append(self._entry(m, blob, len(item.raw)))
             if m.gm_msgid is not None:
                 self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))

@@ -440,6 +440,9 @@ def backup(
         int | None,
         typer.Option("--delete-after-days", help="POP3: delete messages older than N days once backed up."),
     ] = None,
+    connections: Annotated[
+        int, typer.Option("--connections", help="IMAP: back up folders over N parallel connections.")
+    ] = 1,
     vault_password_file: VaultPasswordFile = None,
     vault_password_command: VaultPasswordCommand = None,
     quiet: Quiet = False,
@@ -463,6 +466,7 @@ def backup(
             folders=folder or (),
             exclude_folders=exclude_folder or (),
             delete_after_days=delete_after_days,
+            connections=max(1, connections),
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
             return run_backup(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))

@@ -377,3 +377,19 @@ def test_recent_is_not_a_stored_flag(dovecot: Dovecot, account: Account, vault: 
         rows = ls(vault, snap["snapshot"])
         assert all("\\Recent" not in r["flags"] for r in rows), [r["flags"] for r in rows]
     _assert_snapshot_matches_server(ls(vault, second["snapshot"]), account, ["INBOX"])
+
+
+def test_parallel_connections_give_the_same_snapshot(dovecot: Dovecot, account: Account, vault: Path) -> None:
+    """--connections 3 spreads folders over three connections: the same folders and manifests."""
+    rng = random.Random(21)
+    for folder, n in (("INBOX", 40), ("Work", 30), ("Old/2001", 20)):
+        dovecot.seed(account.user, folder, [(make_message(i, rng), [], random_date(rng)) for i in range(n)])
+    one = backup(vault, account)
+    three = backup(vault, account, "--connections", "3", "--account", "parallel")
+    assert one["messages"] == three["messages"] == 90
+    assert three["messages_fetched"] == 0 or three["new_messages"] == 0  # all blobs already stored
+    with open_vault(vault) as repo:
+        a = repo.resolve_snapshot(one["snapshot"])
+        b = repo.resolve_snapshot(three["snapshot"])
+        assert [f.name for f in a.folders] == [f.name for f in b.folders]
+        assert [f.manifest for f in a.folders] == [f.manifest for f in b.folders]
