@@ -72,13 +72,27 @@ def append(
     Messages go as literals (non-synchronising with LITERAL+). Raises imapclient's error on NO/BAD
     — a MULTIAPPEND is all or nothing.
     """
-    args: list[bytes] = [_quote(folder_raw.encode("utf-8"))]
-    for raw, flags, date in messages:
-        args.append(to_bytes(seq_to_parenstr(list(flags))))
-        if date is not None:
-            args.append(b'"' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"')
-        args.append(_literal(raw))
-    typ, data = client._raw_command(b"APPEND", args, uid=False)
+    folder = folder_raw.encode("utf-8")
+    if client.has_capability("LITERAL+") and folder.isascii():
+        # Non-synchronising literals need no round trip: send the whole command in one write
+        # (imapclient would write every literal and its header separately).
+        parts = [b"APPEND ", _quote(folder)]
+        for raw, flags, date in messages:
+            parts += [b" ", to_bytes(seq_to_parenstr(list(flags)))]
+            if date is not None:
+                parts += [b' "', datetime_to_INTERNALDATE(date).encode("ascii"), b'"']
+            parts += [b" {%d+}\r\n" % len(raw), raw]
+        tag = client._imap._new_tag()
+        client._imap.send(tag + b" " + b"".join(parts) + b"\r\n")
+        typ, data = client._imap._command_complete("APPEND", tag)
+    else:
+        args: list[bytes] = [_quote(folder)]
+        for raw, flags, date in messages:
+            args.append(to_bytes(seq_to_parenstr(list(flags))))
+            if date is not None:
+                args.append(b'"' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"')
+            args.append(_literal(raw))
+        typ, data = client._raw_command(b"APPEND", args, uid=False)
     client._checkok("append", typ, data)
     return b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
 
