@@ -386,6 +386,7 @@ class _Restore:
             for w in work:
                 raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
                 bar.update()
+                bar.set_postfix(f"{p.uploaded_bytes >> 20} MiB uploaded")
                 if existing:
                     uids_there = existing.get((message_id(header_block(raw)), len(raw)))
                     if uids_there:
