@@ -40,6 +40,13 @@ PasswordCommand = Annotated[
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or chatter.")]
 Json = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on standard output.")]
 
+AccountFilter = Annotated[str | None, typer.Option("--account", help="Only this account.")]
+SnapshotAccount = Annotated[
+    str | None, typer.Option("--account", help="Account of the snapshot (needed with 'latest').")
+]
+SnapshotSpec = Annotated[str, typer.Argument(help="Snapshot id, unique id prefix, or 'latest'.")]
+FolderGlobs = Annotated[list[str] | None, typer.Option("--folder", help="Only folders matching this glob.")]
+
 T = TypeVar("T")
 
 
@@ -168,7 +175,7 @@ def import_(
 @app.command()
 def snapshots(
     vault: VaultArg,
-    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    account: AccountFilter = None,
     password_file: PasswordFile = None,
     password_command: PasswordCommand = None,
     as_json: Json = False,
@@ -211,8 +218,8 @@ def snapshots(
 @app.command()
 def ls(
     vault: VaultArg,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id, unique id prefix, or 'latest'.")],
-    account: Annotated[str | None, typer.Option("--account", help="Account (needed with 'latest').")] = None,
+    snapshot: SnapshotSpec,
+    account: SnapshotAccount = None,
     folder: Annotated[
         list[str] | None, typer.Option("--folder", help="Only this folder (repeatable).")
     ] = None,
@@ -273,10 +280,10 @@ def _check_folders(snap: Any, folders: list[str] | None) -> None:
 @app.command()
 def export(
     vault: VaultArg,
-    snapshot: Annotated[str, typer.Argument(help="Snapshot id, unique id prefix, or 'latest'.")],
+    snapshot: SnapshotSpec,
     dest: Annotated[Path, typer.Argument(help="Destination directory.")],
     fmt: Annotated[str, typer.Option("--format", help="maildir, mbox or eml.")] = "maildir",
-    account: Annotated[str | None, typer.Option("--account", help="Account (needed with 'latest').")] = None,
+    account: SnapshotAccount = None,
     folder: Annotated[
         list[str] | None, typer.Option("--folder", help="Only this folder (repeatable).")
     ] = None,
@@ -497,7 +504,7 @@ def restore(
     vault: VaultArg,
     target: Annotated[str, typer.Argument(help="imap[s]://user@host[:port] to restore into.")],
     snapshot: Annotated[str, typer.Option("--snapshot", help="Snapshot id, prefix or 'latest'.")] = "latest",
-    account: Annotated[str | None, typer.Option("--account", help="Account of the snapshot.")] = None,
+    account: SnapshotAccount = None,
     folder: Annotated[
         list[str] | None, typer.Option("--folder", help="Only folders matching this glob.")
     ] = None,
@@ -828,7 +835,7 @@ def schedule(
 @app.command("forget")
 def forget_cmd(
     vault: VaultArg,
-    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    account: AccountFilter = None,
     keep_last: Annotated[int, typer.Option("--keep-last")] = 0,
     keep_hourly: Annotated[int, typer.Option("--keep-hourly")] = 0,
     keep_daily: Annotated[int, typer.Option("--keep-daily")] = 0,

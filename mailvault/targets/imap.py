@@ -195,10 +195,7 @@ class ImapTarget(ImapConnection):
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                answer = server_text(exc)
-                if _is_throttle(answer):
-                    raise Throttled(answer) from None
-                raise Rejected(answer) from None
+                raise _refusal(exc) from None
             return _appenduids(resp, len(items))
 
         uids: list[int | None] = self._retrying(f"APPEND to {mutf7.decode(folder_raw)}", go)
@@ -226,12 +223,15 @@ class ImapTarget(ImapConnection):
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                answer = server_text(exc)
-                if _is_throttle(answer):
-                    raise Throttled(answer) from None
-                raise Rejected(answer) from None
+                raise _refusal(exc) from None
 
         self._retrying("STORE X-GM-LABELS", go)
+
+
+def _refusal(exc: BaseException) -> Exception:
+    """A NO/BAD answer as Throttled (back off and retry) or Rejected (this message, give up)."""
+    answer = server_text(exc)
+    return Throttled(answer) if _is_throttle(answer) else Rejected(answer)
 
 
 def _appenduids(resp: Any, count: int) -> list[int | None]:
