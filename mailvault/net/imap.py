@@ -245,9 +245,19 @@ class ImapConnection:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def _list(self) -> Any:
+        client = self.client
+        if {"SPECIAL-USE", "LIST-EXTENDED"} <= self.capabilities:
+            # RFC 6154: ask for the special-use attributes; plain LIST need not carry them.
+            typ, dat = client._imap._simple_command("LIST", '""', '"*"', "RETURN", "(SPECIAL-USE)")
+            if typ == "OK":
+                typ, dat = client._imap._untagged_response(typ, dat, "LIST")
+                return client._proc_folder_list(dat)
+        return client.list_folders()
+
     def list_folders(self) -> list[ListedFolder]:
         """LIST "" "*" with decoded names and the special-use attribute (RFC 6154)."""
-        listing = self.retrying("LIST", lambda: self.client.list_folders())  # noqa: PLW0108 - reconnects
+        listing = self.retrying("LIST", self._list)
         specials = {s.lower(): s for s in SPECIAL_USE}
         out = []
         for flags, delim, name in listing:
