@@ -141,3 +141,44 @@ def test_spamassassin_corpus(corpus: Path, tmp_path: Path) -> None:
     after = mv_json("stats", vault)["stored_bytes"]
     assert after - before < 0.01 * before, (before, after)
     assert len(mv_json("snapshots", vault)) == 2
+
+
+def _as_maildir(source: Path, dest: Path) -> list[Path]:
+    """Corpus A laid out as Dovecot keeps a Maildir++ (INBOX at the root, .folder dirs)."""
+    for sub in ("cur", "new", "tmp"):
+        (dest / sub).mkdir(parents=True, exist_ok=True)
+    out = []
+    for folder in sorted(p for p in source.iterdir() if p.is_dir()):
+        box = dest / ("." + folder.name)
+        for sub in ("cur", "new", "tmp"):
+            (box / sub).mkdir(parents=True)
+        (box / "maildirfolder").touch()
+        for n, msg in enumerate(sorted(folder.iterdir())):
+            data = msg.read_bytes()
+            target = box / "cur" / f"{1030000000 + n}.M{n}P1.corpus,S={len(data)}:2,S"
+            target.write_bytes(data)
+            out.append(target)
+    return out
+
+
+def test_spamassassin_as_maildir_on_s3_is_packed_and_exact(
+    corpus: Path, tmp_path: Path, s3_vault_url: str
+) -> None:
+    """Issue 2's check on an S3 vault: corpus A as a Maildir, import -> export identical, and
+    stored as tens of objects (packs), not one object per message."""
+    maildir = tmp_path / "Maildir"
+    files = _as_maildir(corpus / "spamassassin", maildir)
+    want = file_hashes(files)
+    mv("init", s3_vault_url)
+    r = mv_json("import", s3_vault_url, maildir, "--account", "corpus-a")
+    assert r["format"] == "maildir" and r["messages"] == len(files) == 8596
+    dest = tmp_path / "restored"
+    mv("export", s3_vault_url, "latest", dest, "--account", "corpus-a", "-q")
+    assert file_hashes(message_files(dest)) == want
+    assert mv_json("check", s3_vault_url, "--read-data")["ok"] is True
+    from mailvault.storage.base import open_backend
+
+    names = [n for n, _ in open_backend(s3_vault_url).list("")]
+    assert len(names) < 30, names
+    raw_total = sum(p.stat().st_size for p in files)
+    assert mv_json("stats", s3_vault_url)["stored_bytes"] <= 0.22 * raw_total
