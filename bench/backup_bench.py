@@ -13,7 +13,7 @@ corpus A (single-message files, one sub-directory per folder; INTERNALDATE = fil
 Then seeds a second account with 10k and 50k small generated messages and records the peak RSS
 of a fresh mailvault backup of each (memory should stay flat as the account grows).
 
-Wall time and peak RSS (GNU time's ``%M``, see :func:`measure`) are per command.  Nothing
+Wall time and peak RSS (GNU time's ``%M``, see :func:`common.measure_pipeline`) are per command.  Nothing
 leaves the machine.
 See bench/README.md.
 """
@@ -22,49 +22,61 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
 import json
-import os
-import platform
 import random
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from vault_bench import (
+from common import (
+    IMAP_PASSWORD,
+    STEP_ERRORS,
     BenchError,
     Measured,
+    OpResult,
     StepFailed,
-    _corpus_folders,
-    _json_out,
-    default_corpus,
+    add_corpus_arg,
+    add_json_arg,
+    add_tempdir_args,
+    base_env,
+    failure_text,
+    host_line,
+    init_vault,
+    json_out,
+    load_corpus,
+    loadavg,
     log,
+    maildir_messages,
+    mailvault_backup_cmd,
     mailvault_cmd,
+    mailvault_env,
+    measure,
+    print_report,
+    ratio,
+    report_head,
+    rss_method,
+    run_dovecot_bench,
+    seed_dovecot,
+    seen_flags,
     tool_version,
+    write_mbsync_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("mailvault", "bare", "mbsync")
 TOOL_LABELS = {"mailvault": "mailvault", "bare": "bare imapclient", "mbsync": "mbsync"}
 OPS = ("fresh", "noop", "new")
 USER = "alice"
 BULK_USER = "bulk"
 BULK_FOLDER = "Bulk"
-IMAP_PASSWORD = "bench-imap-password-not-secret"  # throwaway account on a throwaway server
-VAULT_PASSWORD = "bench-vault-password-not-secret"
-PASSWORD_VAR = "BENCH_IMAP_PASSWORD"
 BATCH = 500
 
 #: Bare imapclient fetch of every body, run as ``python -c`` so that its RSS is measured on its own.
@@ -94,119 +106,7 @@ print(json.dumps({"messages": n, "bytes": total, "folders": folders, "seconds": 
 """
 
 
-# --------------------------------------------------------------------------- measurement
-
-
-def gnu_time() -> str | None:
-    """/usr/bin/time if it is GNU time (``-f %M -o FILE``), else None."""
-    exe = "/usr/bin/time"
-    if not os.access(exe, os.X_OK):
-        return None
-    try:
-        cp = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return None
-    return exe if "GNU" in cp.stdout + cp.stderr else None
-
-
-GNU_TIME = gnu_time()
-
-
-def measure(cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float) -> Measured:
-    """Run one command: wall time and peak RSS; StepFailed on a non-zero exit.
-
-    The RSS comes from GNU time's ``%M`` (``wait4`` on the child *it* forks) when it is available. A
-    child that Python starts directly inherits the *parent's* high-water RSS: Popen uses vfork, and
-    exec records the RSS of the address space it leaves (shared with the parent) in the child's
-    ``ru_maxrss``; so ``os.wait4`` here could not report less than this script's own peak (about
-    30-35 MiB), which would hide small tools like mbsync. GNU time's own footprint is about 1 MiB, and
-    it adds about a millisecond to the wall time. Without GNU time, ``os.wait4`` is used and the report
-    says so.
-
-    The command runs in its own session; if this script is interrupted (Ctrl-C, SIGTERM, timeout),
-    the whole process group is killed, so no backup keeps running against a stopped server.
-    """
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(tempfile.TemporaryFile())
-        err = stack.enter_context(tempfile.TemporaryFile())
-        argv = cmd
-        rss_file = None
-        if GNU_TIME:
-            rss_file = stack.enter_context(tempfile.NamedTemporaryFile("r", prefix="rss-", suffix=".txt"))
-            argv = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *cmd]
-        t0 = time.perf_counter()
-        p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
-        )
-
-        def kill() -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            _pid, status, ru = os.wait4(p.pid, 0)
-        except BaseException:
-            kill()
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(p.pid, 0)
-            p.returncode = -signal.SIGKILL
-            raise
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        p.returncode = rc = os.waitstatus_to_exitcode(status)
-        rss_kib = ru.ru_maxrss  # KiB on Linux
-        if rss_file is not None:
-            lines = rss_file.read().split()
-            if rc == 0 and not (lines and lines[-1].isdigit()):
-                raise BenchError(f"GNU time wrote no RSS for `{' '.join(cmd)}`: {lines!r}")
-            if lines and lines[-1].isdigit():
-                rss_kib = int(lines[-1])
-        out.seek(0)
-        err.seek(0)
-        m = Measured(
-            " ".join(cmd),
-            wall,
-            rss_kib,
-            rc,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
-        )
-    if m.rc != 0:
-        raise StepFailed(m)
-    return m
-
-
 # --------------------------------------------------------------------------- data
-
-
-@dataclass
-class OpResult:
-    """One operation of one tool: every run's wall time and peak RSS."""
-
-    status: str = "ok"  # ok | not installed | failed: ...
-    walls: list[float] = field(default_factory=list)
-    rss_mib: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, m: Measured) -> None:
-        self.walls.append(m.wall)
-        self.rss_mib.append(m.rss_mib)
-
-    def as_dict(self) -> dict[str, Any]:
-        ok = self.status == "ok" and bool(self.walls)
-        return {
-            "status": self.status,
-            "wall_s": statistics.median(self.walls) if ok else None,
-            "peak_rss_mib": max(self.rss_mib) if ok else None,
-            "runs": len(self.walls),
-            "wall_all": self.walls,
-            "rss_all_mib": self.rss_mib,
-            **self.extra,
-        }
 
 
 @dataclass
@@ -231,25 +131,19 @@ class Ctx:
         """
         time.sleep(self.settle)
 
-    @property
-    def url(self) -> str:
-        return f"imaps://{USER}@127.0.0.1:{self.server.imaps_port}"
-
 
 # --------------------------------------------------------------------------- seeding
 
 
-def corpus_messages(files: list[Path]) -> Iterator[tuple[bytes, list[str], datetime]]:
-    """Corpus files as seed messages: bytes unchanged, INTERNALDATE = mtime, \\Seen on 2 of 3."""
-    for i, path in enumerate(files):
-        flags = []
-        if i % 3 != 2:
-            flags.append("\\Seen")
-        if i % 17 == 0:
-            flags.append("\\Flagged")
-        if i % 11 == 0:
-            flags.append("\\Answered")
-        yield path.read_bytes(), flags, datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+def corpus_flags(i: int) -> list[str]:
+    """The flags of a folder's ``i``-th corpus message: \\Seen on 2 of 3, every 17th \\Flagged,
+    every 11th \\Answered."""
+    flags = seen_flags(i)
+    if i % 17 == 0:
+        flags.append("\\Flagged")
+    if i % 11 == 0:
+        flags.append("\\Answered")
+    return flags
 
 
 _TEXT = (
@@ -281,7 +175,7 @@ def generated_messages(
             "MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
             f"{body}\r\n-- \r\nref {token:016x}\r\n"
         ).encode()
-        yield raw, (["\\Seen"] if i % 3 != 2 else []), when
+        yield raw, seen_flags(i), when
 
 
 def new_message(tag: str) -> bytes:
@@ -380,23 +274,14 @@ class Mailvault(Tool):
 
     def backup(self) -> tuple[Measured, dict[str, Any]]:
         assert self.wd is not None
-        argv = [
-            *self.mv, "backup", str(self.wd / "vault"), self.ctx.url, "--password-env", PASSWORD_VAR,
-            "--ca-file", str(self.ctx.server.ca_file), "--account", USER, "-q", "--json",
-        ]  # fmt: skip
+        argv = mailvault_backup_cmd(self.mv, self.wd / "vault", self.ctx.server, USER)
         m = measure(argv, env=self.env, cwd=self.wd, timeout=self.ctx.timeout)
-        return m, _json_out(m)
+        return m, json_out(m)
 
     def fresh(self, i: int) -> None:
         wd = self.new_workdir(i)
-        self.env = {
-            **self.ctx.env,
-            "MAILVAULT_PASSWORD": VAULT_PASSWORD,
-            "MAILVAULT_CACHE_DIR": str(wd / "cache"),
-        }
-        init = measure(
-            [*self.mv, "init", str(wd / "vault"), "--json"], env=self.env, cwd=wd, timeout=self.ctx.timeout
-        )
+        self.env = mailvault_env(self.ctx.env, wd / "cache")
+        init = init_vault(self.mv, wd / "vault", env=self.env, cwd=wd, timeout=self.ctx.timeout)
         m, info = self.backup()
         if info.get("messages") != self.ctx.messages:
             raise BenchError(f"backed up {info.get('messages')} messages, expected {self.ctx.messages}")
@@ -475,7 +360,7 @@ class Mbsync(Tool):
 
     def count(self) -> int:
         assert self.wd is not None
-        return maildir_count(self.wd / "mail")
+        return len(maildir_messages(self.wd / "mail"))
 
     def fresh(self, i: int) -> None:
         wd = self.new_workdir(i)
@@ -523,48 +408,15 @@ def bare_env(env: dict[str, str], server: Any) -> dict[str, str]:
 def mbsync_config(ctx: Ctx, wd: Path) -> Path:
     mail = wd / "mail"
     mail.mkdir()
-    conf = wd / "mbsyncrc"
-    conf.write_text(
-        f"""\
-FSync {ctx.mbsync_fsync}
-
-IMAPAccount bench
-Host {ctx.server.hostname}
-Port {ctx.server.imaps_port}
-User {USER}
-Pass {IMAP_PASSWORD}
-SSLType IMAPS
-CertificateFile {ctx.server.ca_file}
-PipelineDepth 50
-
-IMAPStore bench-far
-Account bench
-
-MaildirStore bench-near
-Path {mail}/
-Inbox {mail}/INBOX
-SubFolders Verbatim
-
-Channel bench
-Far :bench-far:
-Near :bench-near:
-Patterns *
-Create Near
-Sync Pull
-CopyArrivalDate yes
-SyncState *
-"""
+    return write_mbsync_config(
+        wd / "mbsyncrc",
+        ctx.server,
+        user=USER,
+        mail=mail,
+        fsync=ctx.mbsync_fsync,
+        sync="pull",
+        pipeline_depth=50,
     )
-    conf.chmod(0o600)
-    return conf
-
-
-def maildir_count(path: Path) -> int:
-    n = 0
-    for dirpath, _dirs, files in os.walk(path):
-        if os.path.basename(dirpath) in ("cur", "new"):
-            n += len(files)
-    return n
 
 
 def run_large(ctx: Ctx, sizes: list[int], folders: int) -> list[dict[str, Any]]:
@@ -596,24 +448,20 @@ def run_large(ctx: Ctx, sizes: list[int], folders: int) -> list[dict[str, Any]]:
                     share -= chunk
             log(f"large account: seeded {n:,} messages in {time.perf_counter() - t0:.1f} s")
             wd.mkdir()
-            env = {**ctx.env, "MAILVAULT_PASSWORD": VAULT_PASSWORD, "MAILVAULT_CACHE_DIR": str(wd / "cache")}
-            measure([*mv, "init", str(wd / "vault"), "--json"], env=env, cwd=wd, timeout=ctx.timeout)
-            url = f"imaps://{BULK_USER}@127.0.0.1:{ctx.server.imaps_port}"
+            env = mailvault_env(ctx.env, wd / "cache")
+            init_vault(mv, wd / "vault", env=env, cwd=wd, timeout=ctx.timeout)
             m = measure(
-                [*mv, "backup", str(wd / "vault"), url, "--password-env", PASSWORD_VAR,
-                 "--ca-file", str(ctx.server.ca_file), "--account", BULK_USER, "-q", "--json"],
+                mailvault_backup_cmd(mv, wd / "vault", ctx.server, BULK_USER),
                 env=env,
                 cwd=wd,
                 timeout=ctx.timeout,
-            )  # fmt: skip
-            info = _json_out(m)
+            )
+            info = json_out(m)
             if info.get("messages") != n:
                 raise BenchError(f"mailvault backed up {info.get('messages')} messages, expected {n}")
             row.update(wall_s=m.wall, peak_rss_mib=m.rss_mib, bytes_fetched=info.get("bytes_fetched"))
             log(f"  mailvault fresh backup of {n:,}: {m.wall:.2f} s, {m.rss_mib:.1f} MiB")
-        except StepFailed as exc:
-            row["status"] = f"failed: {exc}"
-        except (BenchError, OSError, subprocess.SubprocessError) as exc:
+        except (StepFailed, BenchError, OSError, subprocess.SubprocessError) as exc:
             row["status"] = f"failed: {exc}"
         finally:
             if not ctx.keep:
@@ -635,19 +483,7 @@ def ratios(results: dict[str, dict[str, dict[str, Any]]]) -> list[dict[str, Any]
         ("mailvault fresh / mbsync fresh", ("mailvault", "fresh"), ("mbsync", "fresh"), 0.35),
         ("mailvault no-op / mbsync no-op", ("mailvault", "noop"), ("mbsync", "noop"), 10.0),
     ]
-    out = []
-    for name, a, b, target in specs:
-        wa, wb = wall(*a), wall(*b)
-        value = wa / wb if wa is not None and wb else None
-        out.append(
-            {
-                "name": name,
-                "value": value,
-                "target": target,
-                "met": None if value is None else value <= target,
-            }
-        )
-    return out
+    return [ratio(name, wall(*a), wall(*b), target) for name, a, b, target in specs]
 
 
 def _cell(r: dict[str, Any] | None) -> str:
@@ -666,7 +502,7 @@ def render_table(report: dict[str, Any]) -> str:
     tools = list(report["results"])
     lines = [
         f"mailvault backup benchmark over IMAPS, {report['date']}",
-        f"host: {h['cpus']} CPUs, {h['platform']}, Python {h['python']}",
+        host_line(h),
         f"server: {report['versions']['dovecot']} on loopback; "
         + ", ".join(v for k, v in report["versions"].items() if k != "dovecot"),
         f"corpus A: {c['path']}: {c['messages']:,} messages in {c['folders']} folders, "
@@ -751,12 +587,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Time mailvault backup over IMAPS against a bare imapclient fetch and mbsync."
     )
-    ap.add_argument(
-        "--corpus",
-        type=Path,
-        help="directory of single-message files, one sub-directory per folder "
-        "(default: $MAILVAULT_CORPUS/spamassassin, i.e. /work/shared/corpus/spamassassin)",
-    )
+    add_corpus_arg(ap)
     ap.add_argument("--runs", type=int, default=3, help="runs of the cheap operations (median; default 3)")
     ap.add_argument("--fresh-runs", type=int, default=1, help="fresh pulls per tool (median; default 1)")
     ap.add_argument(
@@ -784,10 +615,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="yes",
         help="mbsync's global FSync setting (default yes, mbsync's own default)",
     )
-    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    ap.add_argument("--workdir", type=Path, help="where to create the temp dir (default: system temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (vaults, Maildirs, Dovecot logs)")
-    ap.add_argument("--timeout", type=float, default=1800, help="per-command timeout in seconds")
+    add_json_arg(ap)
+    add_tempdir_args(ap, temp="temp dir", keep="keep the temp dir (vaults, Maildirs, Dovecot logs)")
     args = ap.parse_args(argv)
     if args.runs < 1 or args.fresh_runs < 1 or args.large_folders < 1:
         ap.error("--runs, --fresh-runs and --large-folders must be >= 1")
@@ -804,62 +633,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A SIGTERM should clean up like Ctrl-C does (stop Dovecot, remove the temp dirs).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    top = Path(tempfile.mkdtemp(prefix="mailvault-backup-bench-", dir=args.workdir))
-    server = None
-    try:
-        sys.path.insert(0, str(ROOT))
-        from tests.servers.dovecot import Dovecot, DovecotError
-
-        try:
-            server = Dovecot(top / "dovecot", name=f"mvbench-{os.getpid()}")
-            return _bench(args, top, server)
-        except DovecotError as exc:
-            log(f"error: {exc}")
-            return 2
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        if server is not None:
-            with contextlib.suppress(Exception):
-                server.cleanup()
-        if args.keep:
-            log(f"kept {top}")
-        else:
-            shutil.rmtree(top, ignore_errors=True)
+    return run_dovecot_bench(
+        args, "mailvault-backup-bench-", "mvbench", lambda top, server: _bench(args, top, server)
+    )
 
 
 def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
-    corpus = (args.corpus or default_corpus()).resolve()
-    if not corpus.is_dir():
-        raise BenchError(
-            f"corpus directory {corpus} does not exist (pass --corpus DIR, or set MAILVAULT_CORPUS "
-            "to the directory holding spamassassin/)"
-        )
-    folders = _corpus_folders(corpus)
-    n_msgs = sum(len(f) for _, f in folders)
-    raw = sum(p.stat().st_size for _, fs in folders for p in fs)
+    corpus = load_corpus(args.corpus)
+    n_msgs = corpus.messages
+    seed_dovecot(server, USER, corpus, corpus_flags)
 
-    server.start()
-    server.clear_auth_penalty()
-    server.add_user(USER, IMAP_PASSWORD)
-    t0 = time.perf_counter()
-    for name, files in folders:
-        server.seed(USER, name, corpus_messages(files))
-    log(f"seeded {n_msgs:,} messages ({raw:,} bytes) from {corpus} in {time.perf_counter() - t0:.1f} s")
-
-    env = dict(os.environ)
-    env.pop("MAILVAULT_PASSWORD", None)
-    env[PASSWORD_VAR] = IMAP_PASSWORD
+    env = base_env(imap=True)
     ctx = Ctx(
         server, top, env, n_msgs, args.runs, args.fresh_runs, args.timeout, args.keep, args.settle,
         args.mbsync_fsync,
     )  # fmt: skip
-    load_start = os.getloadavg()
+    load_start = loadavg()
 
     # One untimed fetch of everything: Dovecot builds its index/cache files on first access,
     # so every tool afterwards sees the same warm server. It also yields the served byte count.
@@ -885,10 +674,8 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
             return
         try:
             fn(i)
-        except StepFailed as exc:
-            msg = f"failed: {exc}"
-        except (BenchError, OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-            msg = f"failed: {type(exc).__name__}: {exc}"
+        except (StepFailed, BenchError, *STEP_ERRORS) as exc:
+            msg = failure_text(exc)
         else:
             r = tool.res[op]
             log(f"{TOOL_LABELS[tool.name]} {op} {i + 1}: {r.walls[-1]:.3f} s, {r.rss_mib[-1]:.1f} MiB")
@@ -931,40 +718,27 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
 
     large = run_large(ctx, args.large, args.large_folders) if args.large and "mailvault" in args.tools else []
     failed = failed or any(r["status"].startswith("failed") for r in large)
-    load_end = os.getloadavg()
+    load_end = loadavg()
 
     report = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(terse=True),
-            "python": platform.python_version(),
-            "loadavg_start": [round(x, 2) for x in load_start],
-            "loadavg_end": [round(x, 2) for x in load_end],
-        },
+        **report_head(loadavg_start=load_start, loadavg_end=load_end),
         "versions": {
             "dovecot": "Dovecot " + tool_version([server.dovecot_bin, "--version"]).split()[0],
             **{TOOL_LABELS[t]: results[t]["fresh"].get("version", "?") for t in args.tools if t != "bare"},
             "imapclient": f"imapclient {_imapclient_version()}",
         },
-        "corpus": {
-            "path": str(corpus),
-            "messages": n_msgs,
-            "folders": len(folders),
-            "raw_bytes": raw,
-            "served_bytes": served,
-        },
+        "corpus": {**corpus.as_dict(), "served_bytes": served},
         "runs": args.runs,
         "fresh_runs": args.fresh_runs,
         "batch_uids": BATCH,
         "settle_s": args.settle,
         "mbsync_fsync": args.mbsync_fsync,
-        "rss_method": "GNU time %M" if GNU_TIME else "os.wait4 (floor: this script's own RSS)",
+        "rss_method": rss_method(),
         "results": results,
         "ratios": ratios(results),
         "large": large,
     }
-    print(json.dumps(report, indent=2) if args.json else render_table(report))
+    print_report(report, args.json, render_table)
     return 1 if failed else 0
 
 

@@ -21,147 +21,55 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as _dt
-import json
-import os
-import platform
 import shutil
-import signal
-import statistics
 import subprocess
 import sys
-import tempfile
-import threading
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vault_bench import (
+from common import (
+    IMAP_PASSWORD,
+    PASSWORD_VAR,
+    ROOT,
+    STEP_ERRORS,
     BenchError,
-    Measured,
+    OpResult,
     StepFailed,
-    _corpus_folders,
-    _json_out,
-    default_corpus,
+    add_corpus_arg,
+    add_json_arg,
+    add_tempdir_args,
+    base_env,
+    copy_message,
+    failure_text,
+    host_line,
+    imaps_url,
+    init_vault,
+    json_out,
+    load_corpus,
+    loadavg,
     log,
+    mailvault_backup_cmd,
     mailvault_cmd,
+    mailvault_env,
+    measure,
+    print_report,
+    ratio,
+    report_head,
+    rss_method,
+    run_dovecot_bench,
+    seed_dovecot,
+    seen,
+    table_head,
     tool_version,
+    write_mbsync_config,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 SRC_USER = "src"
-IMAP_PASSWORD = "bench-imap-password-not-secret"  # throwaway accounts on a throwaway server
-VAULT_PASSWORD = "bench-vault-password-not-secret"
-PASSWORD_VAR = "BENCH_IMAP_PASSWORD"
 TARGET_RATIO = 0.5  # mailvault restore wall / mbsync push wall
 
 
-# --------------------------------------------------------------------------- measurement
-
-
-def gnu_time() -> str | None:
-    """/usr/bin/time if it is GNU time (``-f %M -o FILE``), else None."""
-    exe = "/usr/bin/time"
-    if not os.access(exe, os.X_OK):
-        return None
-    try:
-        cp = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=10, check=False)
-    except OSError:
-        return None
-    return exe if "GNU" in cp.stdout + cp.stderr else None
-
-
-GNU_TIME = gnu_time()
-
-
-def measure(
-    cmd: list[str], *, env: dict[str, str], cwd: Path, timeout: float, check: bool = True
-) -> Measured:
-    """Run one command: wall time and peak RSS (as in bench/backup_bench.py).
-
-    Peak RSS is ``os.wait4``'s ``ru_maxrss`` of the measured process. A child that Python starts
-    directly inherits this script's high-water RSS (Popen uses vfork, and exec records the RSS of
-    the address space it leaves in the child's ``ru_maxrss``), which would hide a small tool such
-    as mbsync; so when GNU time is available the command runs under ``/usr/bin/time -f %M``, whose
-    own ``wait4`` on the child it forks gives the child's true peak (GNU time itself: ~1 MiB, ~1 ms).
-    Otherwise ``os.wait4`` is used directly and the report says so.
-
-    The command runs in its own session; on a timeout or an interruption its whole process group
-    is killed, so nothing keeps running against a stopped server.
-    """
-    with contextlib.ExitStack() as stack:
-        out = stack.enter_context(tempfile.TemporaryFile())
-        err = stack.enter_context(tempfile.TemporaryFile())
-        argv = cmd
-        rss_file = None
-        if GNU_TIME:
-            rss_file = stack.enter_context(tempfile.NamedTemporaryFile("r", prefix="rss-", suffix=".txt"))
-            argv = [GNU_TIME, "-f", "%M", "-o", rss_file.name, *cmd]
-        t0 = time.perf_counter()
-        p = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd, start_new_session=True
-        )
-
-        def kill() -> None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
-        try:
-            _pid, status, ru = os.wait4(p.pid, 0)
-        except BaseException:
-            kill()
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(p.pid, 0)
-            p.returncode = -signal.SIGKILL
-            raise
-        finally:
-            timer.cancel()
-        wall = time.perf_counter() - t0
-        p.returncode = rc = os.waitstatus_to_exitcode(status)
-        rss_kib = ru.ru_maxrss  # KiB on Linux
-        if rss_file is not None:
-            lines = rss_file.read().split()
-            if lines and lines[-1].isdigit():
-                rss_kib = int(lines[-1])
-            elif rc == 0:
-                raise BenchError(f"GNU time wrote no RSS for `{' '.join(cmd)}`: {lines!r}")
-        out.seek(0)
-        err.seek(0)
-        m = Measured(
-            " ".join(cmd),
-            wall,
-            rss_kib,
-            rc,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
-        )
-    if check and m.rc != 0:
-        raise StepFailed(m)
-    return m
-
-
 # --------------------------------------------------------------------------- corpus
-
-
-def seen(i: int) -> bool:
-    """\\Seen on 2 of every 3 messages of a folder (the same rule for Dovecot and the Maildir)."""
-    return i % 3 != 2
-
-
-def corpus_messages(files: list[Path]) -> Iterator[tuple[bytes, list[str], datetime]]:
-    """Corpus files as seed messages: bytes unchanged, INTERNALDATE = mtime, \\Seen on 2 of 3."""
-    for i, path in enumerate(files):
-        yield (
-            path.read_bytes(),
-            ["\\Seen"] if seen(i) else [],
-            datetime.fromtimestamp(path.stat().st_mtime, tz=UTC),
-        )
 
 
 def build_maildir(folders: list[tuple[str, list[Path]]], dest: Path, empty: list[str]) -> None:
@@ -186,10 +94,7 @@ def build_maildir(folders: list[tuple[str, list[Path]]], dest: Path, empty: list
             (fdir / sub).mkdir(parents=True, exist_ok=True)
         for i, src in enumerate(files):
             n += 1
-            target = fdir / "cur" / f"{n}.bench:2,{'S' if seen(i) else ''}"
-            shutil.copyfile(src, target)
-            st = src.stat()
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            copy_message(src, fdir / "cur" / f"{n}.bench:2,{'S' if seen(i) else ''}")
 
 
 # --------------------------------------------------------------------------- IMAP checks
@@ -234,34 +139,6 @@ def seen_mismatches(expected: dict[str, tuple[int, int]], got: dict[str, tuple[i
 
 
 @dataclass
-class OpResult:
-    """One operation of one tool: every run's wall time and peak RSS."""
-
-    status: str = "ok"  # ok | not installed | failed: ...
-    walls: list[float] = field(default_factory=list)
-    rss_mib: list[float] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, m: Measured) -> None:
-        self.walls.append(m.wall)
-        self.rss_mib.append(m.rss_mib)
-
-    def as_dict(self, messages: int | None) -> dict[str, Any]:
-        ok = self.status == "ok" and bool(self.walls)
-        wall = statistics.median(self.walls) if ok else None
-        return {
-            "status": self.status,
-            "wall_s": wall,
-            "peak_rss_mib": max(self.rss_mib) if ok else None,
-            "messages_per_s": messages / wall if ok and wall and messages else None,
-            "runs": len(self.walls),
-            "wall_all": self.walls,
-            "rss_all_mib": self.rss_mib,
-            **self.extra,
-        }
-
-
-@dataclass
 class Ctx:
     server: Any  # tests.servers.dovecot.Dovecot
     top: Path
@@ -275,7 +152,7 @@ class Ctx:
     maildir: Path | None = None  # template Maildir for mbsync (copied per run)
 
     def url(self, user: str) -> str:
-        return f"imaps://{user}@127.0.0.1:{self.server.imaps_port}"
+        return imaps_url(self.server, user)
 
     def new_user(self, base: str, i: int) -> str:
         user = base if i == 0 else f"{base}-r{i + 1}"
@@ -295,13 +172,7 @@ class Ctx:
             res.extra["seen_mismatches"] = bad_seen
 
 
-def _fail_text(exc: BaseException) -> str:
-    if isinstance(exc, StepFailed):
-        return f"failed: {exc}"
-    return f"failed: {type(exc).__name__}: {exc}"
-
-
-CAUGHT = (StepFailed, BenchError, OSError, subprocess.SubprocessError, ValueError, KeyError)
+CAUGHT = (StepFailed, BenchError, *STEP_ERRORS)
 
 
 def restore_cmd(mv: list[str], ctx: Ctx, user: str) -> list[str]:
@@ -321,7 +192,7 @@ def run_mailvault(ctx: Ctx, i: int, res: dict[str, OpResult]) -> None:
     try:
         user = ctx.new_user("dst1", i)
         m = measure(restore_cmd(mv, ctx, user), env=ctx.mv_env, cwd=ctx.top, timeout=ctx.timeout, check=False)
-        info = _json_out(m)
+        info = json_out(m)
         if m.rc != 0 or info.get("failures"):
             fails = info.get("failures") or []
             detail = "; ".join(fails[:3]) if fails else (m.stderr.strip() or m.stdout.strip())[-400:]
@@ -340,13 +211,13 @@ def run_mailvault(ctx: Ctx, i: int, res: dict[str, OpResult]) -> None:
         fresh.extra.setdefault("inner_duration_all", []).append(info.get("duration"))
         log(f"mailvault restore {i + 1}: {m.wall:.2f} s, {m.rss_mib:.1f} MiB")
     except CAUGHT as exc:
-        fresh.status = _fail_text(exc)
+        fresh.status = failure_text(exc)
         noop.status = "failed: not run (the restore failed)"
         log(f"mailvault restore {i + 1}: {fresh.status}")
         return
     try:
         n = measure(restore_cmd(mv, ctx, user), env=ctx.mv_env, cwd=ctx.top, timeout=ctx.timeout)
-        ninfo = _json_out(n)
+        ninfo = json_out(n)
         if ninfo.get("uploaded") != 0:
             raise BenchError(f"no-op restore uploaded {ninfo.get('uploaded')} messages, expected 0")
         if compare_counts(ctx.expected, folder_counts(ctx.server, user)):
@@ -355,44 +226,8 @@ def run_mailvault(ctx: Ctx, i: int, res: dict[str, OpResult]) -> None:
         noop.extra["skipped_existing"] = ninfo.get("skipped_existing")
         log(f"mailvault no-op restore {i + 1}: {n.wall:.3f} s, {n.rss_mib:.1f} MiB")
     except CAUGHT as exc:
-        noop.status = _fail_text(exc)
+        noop.status = failure_text(exc)
         log(f"mailvault no-op restore {i + 1}: {noop.status}")
-
-
-def mbsync_config(ctx: Ctx, wd: Path, user: str, mail: Path, fsync: str) -> Path:
-    conf = wd / "mbsyncrc"
-    conf.write_text(
-        f"""\
-FSync {fsync}
-
-IMAPAccount localhost
-Host {ctx.server.hostname}
-Port {ctx.server.imaps_port}
-User {user}
-Pass {IMAP_PASSWORD}
-SSLType IMAPS
-CertificateFile {ctx.server.ca_file}
-
-IMAPStore imapstore
-Account localhost
-
-MaildirStore maildirstore
-Path {mail}/
-Inbox {mail}/INBOX
-SubFolders Verbatim
-
-Channel push
-Far :imapstore:
-Near :maildirstore:
-Patterns *
-Create Far
-Sync Push
-CopyArrivalDate yes
-SyncState *
-"""
-    )
-    conf.chmod(0o600)
-    return conf
 
 
 def run_mbsync(ctx: Ctx, i: int, res: dict[str, OpResult]) -> None:
@@ -416,14 +251,16 @@ def mbsync_push(ctx: Ctx, i: int, push: OpResult, fsync: str, base: str) -> None
         wd.mkdir()
         mail = wd / "mail"
         shutil.copytree(ctx.maildir, mail)  # copy2 keeps the mtimes; mbsync renames files, adds state
-        conf = mbsync_config(ctx, wd, user, mail, fsync)
+        conf = write_mbsync_config(
+            wd / "mbsyncrc", ctx.server, user=user, mail=mail, fsync=fsync, sync="push"
+        )
         env = {**ctx.env, "HOME": str(wd)}
         m = measure([exe, "-c", str(conf), "-q", "-a"], env=env, cwd=wd, timeout=ctx.timeout)
         ctx.verify(user, push)
         push.add(m)
         log(f"mbsync push (FSync {fsync}) {i + 1}: {m.wall:.2f} s, {m.rss_mib:.1f} MiB")
     except CAUGHT as exc:
-        push.status = _fail_text(exc)
+        push.status = failure_text(exc)
         log(f"mbsync push (FSync {fsync}) {i + 1}: {push.status}")
     finally:
         if not ctx.keep:
@@ -445,7 +282,7 @@ def render_table(report: dict[str, Any]) -> str:
     h = report["host"]
     lines = [
         f"mailvault restore benchmark over IMAPS, {report['date']}",
-        f"host: {h['cpus']} CPUs, {h['platform']}, Python {h['python']}; load average (1 min) at start / "
+        f"{host_line(h)}; load average (1 min) at start / "
         f"end: {h['loadavg_start'][0]:.2f} / {h['loadavg_end'][0]:.2f}",
         f"server: {report['versions']['dovecot']} on loopback; {report['versions']['mailvault']} "
         f"({report['versions']['mailvault_tree']}); {report['versions']['mbsync']}",
@@ -457,7 +294,7 @@ def render_table(report: dict[str, Any]) -> str:
         "",
     ]
     hdr = f"{'tool':<10} {'operation':<28} {'wall s':>8} {'peak RSS MiB':>13} {'messages/s':>11}"
-    lines += [hdr, "-" * len(hdr)]
+    lines += table_head(hdr)
     for tool, op, label in ROWS:
         r = report["results"].get(tool, {}).get(op)
         if r is None:
@@ -512,12 +349,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
         description="Time mailvault restore into an empty IMAP account against an mbsync push of the same mail."
     )
-    ap.add_argument(
-        "--corpus",
-        type=Path,
-        help="directory of single-message files, one sub-directory per folder "
-        "(default: $MAILVAULT_CORPUS/spamassassin, i.e. /work/shared/corpus/spamassassin)",
-    )
+    add_corpus_arg(ap)
     ap.add_argument(
         "--runs",
         type=int,
@@ -531,10 +363,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mbsync's global FSync setting: yes (mbsync's own default; the ratio's reference), no, "
         "or both (default: two pushes per run, each into its own empty account)",
     )
-    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
-    ap.add_argument("--workdir", type=Path, help="where to create the temp dir (default: system temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dir (vault, Maildirs, Dovecot logs)")
-    ap.add_argument("--timeout", type=float, default=1800, help="per-command timeout in seconds")
+    add_json_arg(ap)
+    add_tempdir_args(ap, temp="temp dir", keep="keep the temp dir (vault, Maildirs, Dovecot logs)")
     args = ap.parse_args(argv)
     if args.runs < 1:
         ap.error("--runs must be >= 1")
@@ -543,33 +373,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # A SIGTERM should clean up like Ctrl-C does (stop Dovecot, remove the temp dirs).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    top = Path(tempfile.mkdtemp(prefix="mailvault-restore-bench-", dir=args.workdir))
-    server = None
-    try:
-        sys.path.insert(0, str(ROOT))
-        from tests.servers.dovecot import Dovecot, DovecotError
-
-        try:
-            server = Dovecot(top / "dovecot", name=f"mvrbench-{os.getpid()}")
-            return _bench(args, top, server)
-        except DovecotError as exc:
-            log(f"error: {exc}")
-            return 2
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        if server is not None:
-            with contextlib.suppress(Exception):
-                server.cleanup()
-        if args.keep:
-            log(f"kept {top}")
-        else:
-            shutil.rmtree(top, ignore_errors=True)
+    return run_dovecot_bench(
+        args, "mailvault-restore-bench-", "mvrbench", lambda top, server: _bench(args, top, server)
+    )
 
 
 def _fstype(path: Path) -> str:
@@ -603,43 +409,25 @@ def _tree_state() -> str:
 
 
 def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
-    corpus = (args.corpus or default_corpus()).resolve()
-    folders = _corpus_folders(corpus)
-    n_msgs = sum(len(f) for _, f in folders)
-    raw = sum(p.stat().st_size for _, fs in folders for p in fs)
+    corpus = load_corpus(args.corpus)
+    folders, n_msgs = corpus.folders, corpus.messages
     mv = mailvault_cmd()
     if mv is None:
         raise BenchError("the mailvault CLI is needed to fill the vault (pip install -e .)")
 
-    server.start()
-    server.clear_auth_penalty()
-    server.add_user(SRC_USER, IMAP_PASSWORD)
-    t0 = time.perf_counter()
-    for name, files in folders:
-        server.seed(SRC_USER, name, corpus_messages(files))
-    seed_s = time.perf_counter() - t0
-    log(f"seeded {n_msgs:,} messages ({raw:,} bytes) from {corpus} in {seed_s:.1f} s")
+    seed_s = seed_dovecot(server, SRC_USER, corpus)
     expected = folder_counts(server, SRC_USER)
     want = {name: len(files) for name, files in folders}
     got = {name: n for name, (n, _s) in expected.items() if n}
     if got != want:
         raise BenchError(f"src holds {got}, expected {want}")
 
-    env = dict(os.environ)
-    env.pop("MAILVAULT_PASSWORD", None)
-    env[PASSWORD_VAR] = IMAP_PASSWORD
+    env = base_env(imap=True)
     vault = top / "vault"
-    mv_env = {**env, "MAILVAULT_PASSWORD": VAULT_PASSWORD, "MAILVAULT_CACHE_DIR": str(top / "cache")}
-    measure([*mv, "init", str(vault), "--json"], env=mv_env, cwd=top, timeout=args.timeout)
-    bk = measure(
-        [*mv, "backup", str(vault), f"imaps://{SRC_USER}@127.0.0.1:{server.imaps_port}",
-         "--password-env", PASSWORD_VAR, "--ca-file", str(server.ca_file), "--account", SRC_USER,
-         "-q", "--json"],
-        env=mv_env,
-        cwd=top,
-        timeout=args.timeout,
-    )  # fmt: skip
-    binfo = _json_out(bk)
+    mv_env = mailvault_env(env, top / "cache")
+    init_vault(mv, vault, env=mv_env, cwd=top, timeout=args.timeout)
+    bk = measure(mailvault_backup_cmd(mv, vault, server, SRC_USER), env=mv_env, cwd=top, timeout=args.timeout)
+    binfo = json_out(bk)
     if binfo.get("messages") != n_msgs:
         raise BenchError(f"mailvault backed up {binfo.get('messages')} messages, expected {n_msgs}")
     log(f"mailvault backup of {SRC_USER}: {bk.wall:.2f} s")
@@ -650,7 +438,7 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
         corpus_names = {name for name, _ in folders}
         build_maildir(folders, ctx.maildir, [f for f in expected if f not in corpus_names])
 
-    load_start = os.getloadavg()
+    load_start = loadavg()
     results: dict[str, dict[str, OpResult]] = {
         "mailvault": {"restore": OpResult(), "noop": OpResult()},
         "mbsync": {
@@ -665,10 +453,10 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
         for tool, fn in runners.items():
             if any(r.status == "ok" for r in results[tool].values()):  # else every operation failed
                 fn(ctx, i, results[tool])
-    load_end = os.getloadavg()
+    load_end = loadavg()
 
     out = {
-        tool: {op: r.as_dict(n_msgs if op != "noop" else None) for op, r in ops.items()}
+        tool: {op: r.as_dict(n_msgs if op != "noop" else None, rate=True) for op, r in ops.items()}
         for tool, ops in results.items()
     }
     ratios = []
@@ -676,24 +464,9 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
         if op not in out["mbsync"]:
             continue
         wa, wb = out["mailvault"]["restore"]["wall_s"], out["mbsync"][op]["wall_s"]
-        value = wa / wb if wa is not None and wb else None
-        ratios.append(
-            {
-                "name": f"mailvault restore / {what}",
-                "value": value,
-                "target": TARGET_RATIO,
-                "met": None if value is None else value <= TARGET_RATIO,
-            }
-        )
+        ratios.append(ratio(f"mailvault restore / {what}", wa, wb, TARGET_RATIO))
     report = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(terse=True),
-            "python": platform.python_version(),
-            "loadavg_start": [round(x, 2) for x in load_start],
-            "loadavg_end": [round(x, 2) for x in load_end],
-        },
+        **report_head(loadavg_start=load_start, loadavg_end=load_end),
         "versions": {
             "dovecot": "Dovecot " + tool_version([server.dovecot_bin, "--version"]).split()[0],
             "mailvault": tool_version([*mv, "--version"]),
@@ -702,11 +475,11 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
             if shutil.which("mbsync")
             else "mbsync not installed",
         },
-        "corpus": {"path": str(corpus), "messages": n_msgs, "folders": len(folders), "raw_bytes": raw},
+        "corpus": corpus.as_dict(),
         "runs": args.runs,
         "mbsync_fsync": args.mbsync_fsync,
         "workdir": {"path": str(top), "fstype": _fstype(top)},
-        "rss_method": "GNU time %M" if GNU_TIME else "os.wait4 (floor: this script's own RSS)",
+        "rss_method": rss_method(),
         "backup": {
             "seed_s": seed_s,
             "backup_wall_s": bk.wall,
@@ -716,7 +489,7 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
         "results": out,
         "ratios": ratios,
     }
-    print(json.dumps(report, indent=2) if args.json else render_table(report))
+    print_report(report, args.json, render_table)
     failed = any(r["status"].startswith("failed") for ops in out.values() for r in ops.values())
     return 1 if failed else 0
 

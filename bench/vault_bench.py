@@ -19,67 +19,51 @@ anywhere.  See bench/README.md.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_CORPUS_ROOT = "/work/shared/corpus"
+from common import (
+    MIB,
+    STEP_ERRORS,
+    VAULT_PASSWORD,
+    BenchError,
+    Measured,
+    StepFailed,
+    add_corpus_arg,
+    add_json_arg,
+    add_tempdir_args,
+    base_env,
+    copy_message,
+    corpus_folders,
+    default_corpus,
+    failure_text,
+    host_line,
+    json_out,
+    log,
+    maildir_messages,
+    mailvault_cmd,
+    mailvault_env,
+    measure_pipeline,
+    print_report,
+    report_head,
+    run_in_tempdir,
+    table_head,
+    tool_version,
+)
+
 TOOLS = ("mailvault", "borg", "restic", "tar-zstd", "zstd-per-message")
-PASSWORD = "bench-password-not-secret"  # throwaway password for throwaway repositories
-MIB = 1024 * 1024
-
-
-class BenchError(Exception):
-    """A problem with the benchmark's input or environment (reported without a traceback)."""
-
-
-def log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 # --------------------------------------------------------------------------- input
-
-
-def default_corpus() -> Path:
-    return Path(os.environ.get("MAILVAULT_CORPUS", DEFAULT_CORPUS_ROOT)) / "spamassassin"
-
-
-def _corpus_folders(corpus: Path) -> list[tuple[str, list[Path]]]:
-    """(folder name, message files) for a corpus of single-message files.
-
-    Sub-directories become folders; files directly in ``corpus`` go to INBOX.
-    Hidden files are skipped.
-    """
-    if not corpus.exists():
-        raise BenchError(
-            f"corpus directory {corpus} does not exist "
-            "(pass --corpus DIR or --maildir DIR, or set MAILVAULT_CORPUS to the directory holding spamassassin/)"
-        )
-    if not corpus.is_dir():
-        raise BenchError(f"corpus {corpus} is not a directory")
-    folders: list[tuple[str, list[Path]]] = []
-    top = sorted(p for p in corpus.iterdir() if p.is_file() and not p.name.startswith("."))
-    if top:
-        folders.append(("INBOX", top))
-    for sub in sorted(p for p in corpus.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = sorted(p for p in sub.rglob("*") if p.is_file() and not p.name.startswith("."))
-        if files:
-            folders.append((sub.name, files))
-    if not folders:
-        raise BenchError(f"corpus {corpus} contains no message files")
-    return folders
 
 
 def build_maildir(corpus: Path, dest: Path) -> None:
@@ -89,7 +73,7 @@ def build_maildir(corpus: Path, dest: Path) -> None:
     own cur/new/tmp and a ``maildirfolder`` marker.  Messages go to ``cur/`` as
     ``<mtime>.M<n>P<pid>.bench,S=<size>:2,S`` (seen), bytes and mtime unchanged.
     """
-    folders = _corpus_folders(corpus)
+    folders = corpus_folders(corpus, hint="--corpus DIR or --maildir DIR")
     pid = os.getpid()
     counter = 0
     for sub in ("cur", "new", "tmp"):
@@ -105,20 +89,8 @@ def build_maildir(corpus: Path, dest: Path) -> None:
         for src in files:
             st = src.stat()
             counter += 1
-            target = fdir / "cur" / f"{int(st.st_mtime)}.M{counter}P{pid}.bench,S={st.st_size}:2,S"
-            shutil.copyfile(src, target)
-            os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+            copy_message(src, fdir / "cur" / f"{int(st.st_mtime)}.M{counter}P{pid}.bench,S={st.st_size}:2,S")
     (dest / "subscriptions").write_text("".join(n + "\n" for n, _ in folders if n != "INBOX"))
-
-
-def maildir_messages(maildir: Path) -> list[Path]:
-    """Every message file of a Maildir / Maildir++ tree (files in any cur/ or new/)."""
-    msgs = []
-    for dirpath, dirnames, filenames in os.walk(maildir):
-        dirnames.sort()
-        if os.path.basename(dirpath) in ("cur", "new"):
-            msgs.extend(Path(dirpath, f) for f in sorted(filenames) if not f.startswith("."))
-    return msgs
 
 
 def tree_bytes(path: Path) -> int:
@@ -137,105 +109,13 @@ def tree_bytes(path: Path) -> int:
 # --------------------------------------------------------------------------- measurement
 
 
-@dataclass
-class Measured:
-    argv: str
-    wall: float
-    rss_kib: int
-    rc: int
-    stdout: str
-    stderr: str
+def run_measured(cmds: Sequence[Sequence[str]], **kw: Any) -> Measured:
+    """:func:`common.measure_pipeline` with peak RSS from ``os.wait4`` on each child, not GNU time.
 
-    @property
-    def rss_mib(self) -> float:
-        return self.rss_kib / 1024
-
-
-class StepFailed(Exception):
-    def __init__(self, m: Measured) -> None:
-        tail = (m.stderr.strip() or m.stdout.strip())[-400:]
-        super().__init__(f"`{m.argv}` exited {m.rc}: {tail}")
-        self.measured = m
-
-
-def run_measured(
-    cmds: Sequence[Sequence[str]],
-    *,
-    env: dict[str, str],
-    cwd: Path,
-    stdout_path: Path | None = None,
-    timeout: float = 1800,
-    check: bool = True,
-) -> Measured:
-    """Run a command (or a pipeline ``cmds[0] | cmds[1] | ...``) and measure it.
-
-    Wall time is perf_counter around start..last exit.  Peak RSS comes from
-    ``os.wait4`` on each child -- the same source GNU ``/usr/bin/time`` uses --
-    which, unlike ``getrusage(RUSAGE_CHILDREN)``, is per run instead of a running
-    maximum over everything this process ever waited for.  For a pipeline it is
-    the largest member's peak (they run concurrently, so the sum would also be
-    defensible; the maximum is what ``time`` on the whole shell pipeline shows).
+    Every tool here peaks above this script's own RSS, so ``os.wait4`` does not understate it
+    (bench/README.md); and it measures the tar|zstd pipeline's members the way it always has.
     """
-    argv = " | ".join(" ".join(c) for c in cmds)
-    procs: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as out:
-        final_out = open(stdout_path, "wb") if stdout_path else out  # noqa: SIM115
-        try:
-            t0 = time.perf_counter()
-            prev_stdout = None
-            for i, cmd in enumerate(cmds):
-                last = i == len(cmds) - 1
-                p = subprocess.Popen(
-                    list(cmd),
-                    cwd=cwd,
-                    env=env,
-                    stdin=prev_stdout if prev_stdout is not None else subprocess.DEVNULL,
-                    stdout=final_out if last else subprocess.PIPE,
-                    stderr=err,
-                )
-                if prev_stdout is not None:
-                    prev_stdout.close()  # so the producer gets SIGPIPE if the consumer dies
-                prev_stdout = p.stdout
-                procs.append(p)
-            timer = threading.Timer(timeout, lambda: [p.kill() for p in procs if p.returncode is None])
-            timer.daemon = True
-            timer.start()
-            rss = 0
-            rc = 0
-            try:
-                for p in procs:
-                    _pid, status, ru = os.wait4(p.pid, 0)
-                    p.returncode = os.waitstatus_to_exitcode(status)
-                    rss = max(rss, ru.ru_maxrss)  # KiB on Linux
-                    rc = rc or p.returncode
-            finally:
-                timer.cancel()
-            wall = time.perf_counter() - t0
-        finally:
-            if stdout_path:
-                final_out.close()
-        out.seek(0)
-        err.seek(0)
-        m = Measured(
-            argv,
-            wall,
-            rss,
-            rc,
-            out.read().decode("utf-8", "replace"),
-            err.read().decode("utf-8", "replace"),
-        )
-    if check and m.rc != 0:
-        raise StepFailed(m)
-    return m
-
-
-def tool_version(argv: list[str]) -> str:
-    try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
-    except OSError:
-        return "?"
-    line = (cp.stdout.strip() or cp.stderr.strip()).splitlines()
-    return line[0] if line else "?"
+    return measure_pipeline(cmds, use_gnu_time=False, **kw)
 
 
 # --------------------------------------------------------------------------- tools
@@ -262,24 +142,6 @@ class ToolResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def mailvault_cmd() -> list[str] | None:
-    exe = shutil.which("mailvault")
-    if exe:
-        return [exe]
-    try:
-        import mailvault  # noqa: F401
-    except ImportError:
-        return None
-    return [sys.executable, "-m", "mailvault"]
-
-
-def _json_out(m: Measured) -> dict[str, Any]:
-    try:
-        return json.loads(m.stdout)
-    except json.JSONDecodeError:
-        return {}
-
-
 def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
     mv = mailvault_cmd()
     if mv is None:
@@ -288,7 +150,7 @@ def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
     res.extra["version"] = tool_version([*mv, "--version"])
     vault = ctx.workdir / "vault"
     cache = ctx.workdir / "cache"
-    env = {**ctx.base_env, "MAILVAULT_PASSWORD": PASSWORD, "MAILVAULT_CACHE_DIR": str(cache)}
+    env = mailvault_env(ctx.base_env, cache)
     run = lambda *a: run_measured([[*mv, *a]], env=env, cwd=ctx.workdir, timeout=ctx.timeout)  # noqa: E731
 
     init = run("init", str(vault), "--json")
@@ -296,7 +158,7 @@ def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
         "import", str(vault), str(ctx.maildir), "--account", "bench", "--format", "maildir", "-q", "--json"
     )
     size1 = tree_bytes(vault)
-    info = _json_out(imp)
+    info = json_out(imp)
     if info.get("messages") not in (None, ctx.messages):
         res.extra["warning"] = (
             f"mailvault imported {info.get('messages')} messages, the tree has {ctx.messages}"
@@ -319,7 +181,7 @@ def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
         reimport_rss_mib=re_imp.rss_mib,
         reimport_growth_bytes=size2 - size1,
         reimport_growth_pct=(size2 - size1) / size1 * 100 if size1 else None,
-        reimport_new_messages=_json_out(re_imp).get("new_messages"),
+        reimport_new_messages=json_out(re_imp).get("new_messages"),
     )
 
     chk = run_measured(
@@ -329,7 +191,7 @@ def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
         timeout=ctx.timeout,
         check=False,
     )
-    cj = _json_out(chk)
+    cj = json_out(chk)
     res.extra.update(
         check_wall=chk.wall,
         check_rss_mib=chk.rss_mib,
@@ -337,7 +199,7 @@ def run_mailvault(ctx: Ctx, res: ToolResult) -> None:
         check_errors=len(cj.get("errors", [])) if cj else None,
     )
     stats = run("stats", str(vault), "--json")
-    sj = _json_out(stats)
+    sj = json_out(stats)
     res.extra.update(stats_stored_bytes=sj.get("stored_bytes"), stats_ratio=sj.get("ratio"))
 
 
@@ -349,7 +211,7 @@ def run_borg(ctx: Ctx, res: ToolResult) -> None:
     repo = ctx.workdir / "repo"
     env = {
         **ctx.base_env,
-        "BORG_PASSPHRASE": PASSWORD,
+        "BORG_PASSPHRASE": VAULT_PASSWORD,
         "BORG_BASE_DIR": str(ctx.workdir / "borg-home"),  # cache, config, keys, security: all in the temp dir
         "BORG_RELOCATED_REPO_ACCESS_IS_OK": "yes",
     }
@@ -377,7 +239,7 @@ def run_restic(ctx: Ctx, res: ToolResult) -> None:
     res.extra["version"] = tool_version(["restic", "version"])
     repo = ctx.workdir / "repo"
     cache = ctx.workdir / "restic-cache"
-    env = {**ctx.base_env, "RESTIC_PASSWORD": PASSWORD, "RESTIC_CACHE_DIR": str(cache)}
+    env = {**ctx.base_env, "RESTIC_PASSWORD": VAULT_PASSWORD, "RESTIC_CACHE_DIR": str(cache)}
     init = run_measured(
         [["restic", "init", "--repo", str(repo), "--quiet"]], env=env, cwd=ctx.workdir, timeout=ctx.timeout
     )
@@ -516,7 +378,7 @@ def result_dict(r: ToolResult, raw: int) -> dict[str, Any]:
 def render_table(report: dict[str, Any]) -> str:
     lines = [
         f"mailvault vault benchmark, {report['date']}",
-        f"host: {report['host']['cpus']} CPUs, {report['host']['platform']}, Python {report['host']['python']}",
+        host_line(report["host"]),
         f"input: {report['source']}",
         f"messages: {report['messages']:,}   raw message bytes: {report['raw_bytes']:,} "
         f"({report['raw_bytes'] / MIB:.1f} MiB)   runs: {report['runs']} (median)",
@@ -525,7 +387,7 @@ def render_table(report: dict[str, Any]) -> str:
     hdr = (
         f"{'tool':<40} {'size ratio':>10} {'stored bytes':>13} {'wall s':>8} {'MB/s':>7} {'peak RSS MiB':>13}"
     )
-    lines += [hdr, "-" * len(hdr)]
+    lines += table_head(hdr)
     mv = None
     for r in report["results"]:
         if r["tool"] == "mailvault":
@@ -568,24 +430,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Compare mailvault's vault with borg, restic, tar|zstd and per-message zstd on the same mail.",
     )
     src = ap.add_mutually_exclusive_group()
-    src.add_argument(
-        "--corpus",
-        type=Path,
-        help="directory of single-message files, one sub-directory per folder "
-        "(default: $MAILVAULT_CORPUS/spamassassin, i.e. /work/shared/corpus/spamassassin); "
-        "converted to a Maildir++ tree in a temp dir first",
-    )
+    add_corpus_arg(src, "; converted to a Maildir++ tree in a temp dir first")
     src.add_argument("--maildir", type=Path, help="use this existing Maildir (or Maildir++ tree) as is")
     ap.add_argument("--runs", type=int, default=1, help="repeat every tool N times and report the median")
-    ap.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    add_json_arg(ap)
     ap.add_argument(
         "--tools",
         default=",".join(TOOLS),
         help=f"comma-separated subset of {','.join(TOOLS)} (default: all)",
     )
-    ap.add_argument("--workdir", type=Path, help="where to create the temp dirs (default: system temp dir)")
-    ap.add_argument("--keep", action="store_true", help="keep the temp dirs (their path is printed)")
-    ap.add_argument("--timeout", type=float, default=1800, help="per-command timeout in seconds")
+    add_tempdir_args(ap, temp="temp dirs", keep="keep the temp dirs (their path is printed)")
     ap.add_argument("--zstd-per-message-worker", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.runs < 1:
@@ -603,19 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.zstd_per_message_worker:
         zstd_per_message_worker(args.zstd_per_message_worker)
         return 0
-    if args.workdir:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    top = Path(tempfile.mkdtemp(prefix="mailvault-bench-", dir=args.workdir))
-    try:
-        return _bench(args, top)
-    except BenchError as exc:
-        log(f"error: {exc}")
-        return 2
-    finally:
-        if args.keep:
-            log(f"kept temp dirs under {top}")
-        else:
-            shutil.rmtree(top, ignore_errors=True)
+    return run_in_tempdir(
+        args, "mailvault-bench-", lambda top: _bench(args, top), kept="kept temp dirs under {}"
+    )
 
 
 def _bench(args: argparse.Namespace, top: Path) -> int:
@@ -637,8 +481,7 @@ def _bench(args: argparse.Namespace, top: Path) -> int:
     raw = sum(p.stat().st_size for p in msgs)
     log(f"{len(msgs):,} messages, {raw:,} raw bytes")
 
-    base_env = dict(os.environ)
-    base_env.pop("MAILVAULT_PASSWORD", None)
+    env = base_env()
     per_tool: dict[str, list[ToolResult]] = {t: [] for t in args.tools}
     for run_no in range(args.runs):
         for tool in args.tools:
@@ -647,13 +490,11 @@ def _bench(args: argparse.Namespace, top: Path) -> int:
             wd.mkdir()
             res = ToolResult(tool, label)
             log(f"[run {run_no + 1}/{args.runs}] {tool} ...")
-            ctx = Ctx(maildir, raw, len(msgs), wd, base_env, args.timeout)
+            ctx = Ctx(maildir, raw, len(msgs), wd, env, args.timeout)
             try:
                 fn(ctx, res)
-            except StepFailed as exc:
-                res.status = f"failed: {exc}"
-            except (OSError, subprocess.SubprocessError, ValueError, KeyError) as exc:
-                res.status = f"failed: {type(exc).__name__}: {exc}"
+            except (StepFailed, *STEP_ERRORS) as exc:
+                res.status = failure_text(exc)
             if res.status != "ok":
                 log(f"  {tool}: {res.status}")
             elif res.wall is not None:
@@ -664,22 +505,14 @@ def _bench(args: argparse.Namespace, top: Path) -> int:
 
     results = [result_dict(median_result(t, rs), raw) for t, rs in per_tool.items()]
     report = {
-        "date": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "host": {
-            "cpus": os.cpu_count(),
-            "platform": platform.platform(terse=True),
-            "python": platform.python_version(),
-        },
+        **report_head(),
         "source": source,
         "messages": len(msgs),
         "raw_bytes": raw,
         "runs": args.runs,
         "results": results,
     }
-    if args.json:
-        print(json.dumps(report, indent=2))
-    else:
-        print(render_table(report))
+    print_report(report, args.json, render_table)
     return 1 if any(r["status"].startswith("failed") for r in results) else 0
 
 
