@@ -1,4 +1,6 @@
-"""Fixtures for the backup integration tests (real Dovecot, real CLI)."""
+"""Fixtures for the backup integration tests (real Dovecot, real CLI).
+
+``vault`` (a new, empty, cheap vault) comes from :mod:`tests.fixtures_env`."""
 
 from __future__ import annotations
 
@@ -6,25 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from mailvault.vault.repository import Repository
-from tests.backup.helpers import FAST_SCRYPT, VAULT_PASSWORD, Account
+from tests.backup.helpers import VAULT_PASSWORD, Account
 from tests.servers.dovecot import Dovecot
 
 
-@pytest.fixture(autouse=True)
-def _backup_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private index cache and the vault password in the environment (also for subprocesses)."""
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(tmp_path / "mv-cache"))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", VAULT_PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
-
-
 @pytest.fixture
-def vault(tmp_path: Path) -> Path:
-    """A new, empty, encrypted vault (cheap key derivation)."""
-    path = tmp_path / "vault"
-    Repository.init(str(path), VAULT_PASSWORD.encode(), scrypt=FAST_SCRYPT).close()
-    return path
+def vault_password() -> str:
+    return VAULT_PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _backup_env(cli_env: Path) -> None:
+    """A private index cache and the vault password in the environment (also for subprocesses)."""
 
 
 @pytest.fixture

@@ -2,79 +2,36 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import poplib
 import random
 import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner, Result
-
-from mailvault.cli import app
 from mailvault.vault.repository import Repository
-from tests.servers.dovecot import Dovecot, SeedMessage
+from tests.common import MAIL_WORDS, DovecotAccount, mv
+from tests.common import invoke as cli
+from tests.servers.dovecot import SeedMessage
 
 VAULT_PASSWORD = "backup tests vault password"
 #: The environment variable the tests hand the server password in (``--password-env``).
 SERVER_PW_ENV = "MV_BACKUP_TEST_SERVER_PW"
-#: Cheap key derivation for the test vaults (the cost is stored in the key file).
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-_runner = CliRunner()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
 
 # ----------------------------------------------------------------------------- accounts
 
 
-@dataclass
-class Account:
+class Account(DovecotAccount):
     """A user on a test Dovecot, and how to reach it."""
-
-    server: Dovecot
-    user: str
-    password: str
-
-    def url(self, scheme: str = "imaps", port: int | None = None, host: str | None = None) -> str:
-        default = {
-            "imaps": self.server.imaps_port,
-            "imap": self.server.imap_port,
-            "pop3s": self.server.pop3s_port,
-            "pop3": self.server.pop3_port,
-        }[scheme]
-        return f"{scheme}://{self.user}@{host or self.server.host}:{port or default}"
-
-    @property
-    def account_name(self) -> str:
-        return f"{self.user}@{self.server.host}"
 
     def env(self, password: str | None = None) -> dict[str, str]:
         return {SERVER_PW_ENV: self.password if password is None else password}
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-def cli(*args: str | Path, code: int | None = 0, env: dict[str, str] | None = None) -> Result:
-    """``mailvault ARGS`` in-process (typer's CliRunner); checks the exit code unless ``code`` is None."""
-    result = _runner.invoke(app, [str(a) for a in args], env=env, catch_exceptions=False)
-    if code is not None:
-        assert result.exit_code == code, (
-            f"mailvault {' '.join(map(str, args))} exited {result.exit_code}, expected {code}\n"
-            f"stdout: {result.stdout}\nstderr: {result.stderr}"
-        )
-    return result
 
 
 def cli_json(*args: str | Path, env: dict[str, str] | None = None) -> Any:
@@ -85,17 +42,7 @@ def cli_proc(
     *args: str | Path, env: dict[str, str] | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     """``python -m mailvault ARGS`` as a real process: real exit code, real stderr."""
-    full_env = dict(os.environ)
-    full_env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), full_env.get("PYTHONPATH")]))
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "mailvault", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-        check=False,
-    )
+    return mv(*args, code=None, env=env, timeout=timeout)
 
 
 def backup_args(vault: Path, account: Account, *extra: str | Path, scheme: str = "imaps", port: int | None = None,
@@ -152,35 +99,9 @@ def stats(vault: Path) -> dict[str, Any]:
     return dict(cli_json("stats", vault))
 
 
-def vault_files(vault: Path) -> dict[str, tuple[int, int]]:
-    """Every file under the vault directory -> (size, mtime_ns): 'untouched' means this is equal."""
-    return {
-        str(p.relative_to(vault)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(vault.rglob("*"))
-        if p.is_file()
-    }
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    """Exit ``code``, nothing on stdout, exactly one ``mailvault: ...`` line on stderr holding the needles."""
-    lines = proc.stderr.splitlines()
-    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}; stderr: {proc.stderr!r}"
-    assert len(lines) == 1, f"expected one line on stderr, got: {proc.stderr!r}"
-    line = lines[0]
-    assert line.startswith("mailvault: "), line
-    assert "Traceback" not in line and "internal error" not in line, line
-    for needle in needles:
-        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
-    assert proc.stdout == "", proc.stdout
-    return line
-
-
 # ----------------------------------------------------------------------------- generated mail
 
-_WORDS = [
-    *("mail", "vault", "backup", "archive", "invoice", "meeting", "report", "draft", "budget", "quarter"),
-    *("project", "review", "Grüße", "Köln", "日本語", "テキスト", "lorem", "ipsum", "dolor", "sit", "amet"),
-]
+_WORDS = [*MAIL_WORDS, *("Grüße", "Köln", "日本語", "テキスト", "lorem", "ipsum", "dolor", "sit", "amet")]
 TZS = [
     UTC,
     timezone(timedelta(hours=2)),

@@ -16,7 +16,6 @@ import pytest
 from tests.backup.helpers import (
     SERVER_PW_ENV,
     Account,
-    assert_one_line_error,
     backup,
     backup_args,
     backup_proc,
@@ -24,9 +23,8 @@ from tests.backup.helpers import (
     cli_proc,
     ls,
     make_message,
-    sha,
-    vault_files,
 )
+from tests.common import assert_one_line_error, sha, vault_files
 from tests.servers.dovecot import Dovecot
 
 

@@ -28,9 +28,9 @@ from tests.backup.helpers import (
     make_message,
     open_vault,
     server_messages,
-    sha,
     stats,
 )
+from tests.common import sha
 from tests.servers.dovecot import Dovecot
 from tests.servers.proxy import FaultProxy
 

@@ -21,9 +21,9 @@ from tests.backup.helpers import (
     random_date,
     server_flags,
     server_messages,
-    sha,
     stats,
 )
+from tests.common import sha
 from tests.servers.dovecot import GMAIL_FOLDERS, SPECIAL_FOLDERS, Dovecot, SeedMessage
 
 FOLDERS = ["INBOX", "Entwürfe", "Projects/2002/Q1 & Q2", "日本語", "Sent"]

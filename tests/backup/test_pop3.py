@@ -20,10 +20,9 @@ from tests.backup.helpers import (
     pop3,
     pop3_count,
     server_messages,
-    sha,
     stats,
-    vault_files,
 )
+from tests.common import sha, vault_files
 from tests.servers.dovecot import Dovecot
 
 CET = timezone(timedelta(hours=1))

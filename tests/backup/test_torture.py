@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.backup.helpers import Account, backup, by_key, ls, open_vault, pop3, server_messages, sha
+from tests.backup.helpers import Account, backup, by_key, ls, open_vault, pop3, server_messages
+from tests.common import sha
 from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.corpus

@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 
 from tests.cli.helpers import PASSWORD, MailTree, build_maildir
-from tests.vault.helpers import FAST_SCRYPT
+from tests.common import FAST_SCRYPT
+
+
+@pytest.fixture
+def vault_password() -> str:
+    return PASSWORD
 
 
 @pytest.fixture(autouse=True)
-def _cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _cli_env(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A private index cache and the vault password in the environment (also for subprocesses)."""
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(tmp_path / "mv-cache"))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
     # In-process 'init' derives the key-file key cheaply (the cost is stored in the key file,
     # so later opens are cheap too). Vaults created by a subprocess keep the default cost.
     monkeypatch.setattr("mailvault.vault.crypto.DEFAULT_SCRYPT", FAST_SCRYPT)

@@ -3,38 +3,28 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from typer.testing import CliRunner, Result
+from typer.testing import Result
 
-from mailvault.cli import app
+from tests import common
+from tests.common import MAIL_WORDS, sha
 
 PASSWORD = "cli test password"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBJECT_MARKER = "QuixoticPlatypusSubject"
-
-_runner = CliRunner()
 
 
 def mv(*args: str | Path, code: int | None = 0) -> Result:
     """Run ``mailvault ARGS`` in-process; check the exit code unless ``code`` is None."""
-    result = _runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
-    if code is not None:
-        assert result.exit_code == code, (
-            f"mailvault {' '.join(map(str, args))} exited {result.exit_code}, expected {code}\n"
-            f"stdout: {result.stdout}\nstderr: {result.stderr}"
-        )
-    return result
+    return common.invoke(*args, code=code)
 
 
 def mv_json(*args: str | Path) -> Any:
@@ -43,21 +33,7 @@ def mv_json(*args: str | Path) -> Any:
 
 def mv_proc(*args: str | Path, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
     """Run ``python -m mailvault ARGS`` as a real process (real exit codes, real stderr)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "mailvault", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-        **kw,
-    )
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+    return common.mv(*args, code=None, timeout=timeout, **kw)
 
 
 def message_files(root: Path) -> list[Path]:
@@ -96,20 +72,7 @@ class MailTree:
         return next(m for m in self.messages if m.uid == uid)
 
 
-_WORDS = [
-    "mail",
-    "vault",
-    "backup",
-    "archive",
-    "invoice",
-    "meeting",
-    "report",
-    "draft",
-    "budget",
-    "quarter",
-    "project",
-    "review",
-]
+_WORDS = list(MAIL_WORDS)
 
 
 def text_body(rng: random.Random, size: int, eol: str = "\n") -> str:

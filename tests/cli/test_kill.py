@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tests.cli.helpers import REPO_ROOT, mv_proc, sha
+from tests.cli.helpers import mv_proc, sha
+from tests.common import mv_popen as _popen
 
 N_MESSAGES = 3000
 SEED = 20240229
@@ -42,17 +40,6 @@ def build_big_maildir(root: Path) -> list[bytes]:
         (root / "cur" / f"{1100000000 + i}.M{i}P7.loadhost:2,S").write_bytes(raw)
         out.append(raw)
     return out
-
-
-def _popen(*args: str | Path) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.Popen(
-        [sys.executable, "-m", "mailvault", *map(str, args)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
 
 
 def _ok(*args: str | Path) -> str:

@@ -11,16 +11,19 @@ import pytest
 import mailvault.restore
 from mailvault.targets.imap import ImapTarget
 from mailvault.vault.repository import Repository
+from tests.common import FAST_SCRYPT
 from tests.gmail.fakegmail import FakeGmail
-from tests.gmail.helpers import FAST_SCRYPT, VAULT_PASSWORD
+from tests.gmail.helpers import VAULT_PASSWORD
+
+
+@pytest.fixture
+def vault_password() -> str:
+    return VAULT_PASSWORD
 
 
 @pytest.fixture(autouse=True)
-def _private_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _private_env(cli_env: Path) -> None:
     """A private index cache / restore journal, and the vault password for the CLI."""
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(tmp_path / "mv-cache"))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", VAULT_PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,6 @@ from mailvault.vault.repository import Repository, new_snapshot
 from mailvault.vault.snapshots import ManifestEntry, SnapshotFolder
 from tests.gmail.fakegmail import FakeGmail
 
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
 VAULT_PASSWORD = "gmail-test-vault"
 
 

@@ -4,7 +4,8 @@
   tokens come from ``oauth2_dovecot.issue_oauth2_token(user)``.
 * ``oauth2_source`` (session): a user on it seeded with :data:`SEEDED` messages per folder.
 * ``oauth2_empty_user``: a new, empty user on it; ``(name, password)``.
-* ``vault``: a new, empty vault (cheap key derivation); the vault password is in the environment.
+* ``vault`` (from :mod:`tests.fixtures_env`): a new, empty vault (cheap key derivation); the vault
+  password is in the environment.
 """
 
 from __future__ import annotations
@@ -18,12 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mailvault.vault.repository import Repository
 from tests.servers.dovecot import Dovecot, SeedMessage, find_binary
 
 VAULT_PASSWORD = "oauth2 tests vault password"
-#: Cheap key derivation for the test vaults (the cost is stored in the key file).
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
 #: The seeded source account: folder -> message count (20 in all).
 SEEDED = {"INBOX": 14, "Work": 6}
 _seq = itertools.count(1)
@@ -81,16 +79,11 @@ def oauth2_empty_user(oauth2_dovecot: Dovecot) -> tuple[str, str]:
     return _new_user(oauth2_dovecot, "oadst")
 
 
-@pytest.fixture(autouse=True)
-def _oauth2_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A private index cache and the vault password in the environment (also for subprocesses)."""
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(tmp_path / "mv-cache"))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", VAULT_PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
-
-
 @pytest.fixture
-def vault(tmp_path: Path) -> Path:
-    path = tmp_path / "vault"
-    Repository.init(str(path), VAULT_PASSWORD.encode(), scrypt=FAST_SCRYPT).close()
-    return path
+def vault_password() -> str:
+    return VAULT_PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _oauth2_env(cli_env: Path) -> None:
+    """A private index cache and the vault password in the environment (also for subprocesses)."""

@@ -8,39 +8,27 @@ Every CLI run is a real process (real exit codes, real stderr).
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests import common
+from tests.common import assert_one_line_error, vault_files
 from tests.oauth2.conftest import SEEDED
 from tests.servers.dovecot import Dovecot
 
 pytestmark = pytest.mark.dovecot
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
 
 # ----------------------------------------------------------------------------- helpers
 
 
 def mv(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """``python -m mailvault ARGS`` as a real process."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    return subprocess.run(
-        [sys.executable, "-m", "mailvault", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        check=False,
-    )
+    return common.mv(*args, code=None, timeout=timeout)
 
 
 def ok_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
@@ -50,16 +38,7 @@ def ok_json(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> str:
     """Exit 2, nothing on stdout, exactly one ``mailvault: ...`` line on stderr holding the needles."""
-    assert proc.returncode == 2, f"exit {proc.returncode}; stdout: {proc.stdout!r}; stderr: {proc.stderr!r}"
-    lines = proc.stderr.splitlines()
-    assert len(lines) == 1, f"expected one line on stderr, got: {proc.stderr!r}"
-    line = lines[0]
-    assert line.startswith("mailvault: "), line
-    assert "Traceback" not in line and "internal error" not in line, line
-    for needle in needles:
-        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
-    assert proc.stdout == "", proc.stdout
-    return line
+    return assert_one_line_error(proc, 2, *needles)
 
 
 def url(server: Dovecot, user: str, scheme: str) -> str:
@@ -81,15 +60,6 @@ def counting_command(counter: Path, token: str) -> str:
 
 def runs(counter: Path) -> int:
     return len(counter.read_text().splitlines()) if counter.exists() else 0
-
-
-def vault_files(vault: Path) -> dict[str, tuple[int, int]]:
-    """Every file under the vault directory -> (size, mtime_ns): 'untouched' means this is equal."""
-    return {
-        str(p.relative_to(vault)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(vault.rglob("*"))
-        if p.is_file()
-    }
 
 
 def read_bodies(server: Dovecot, user: str) -> dict[str, Counter[bytes]]:

@@ -1,4 +1,6 @@
-"""Fixtures for the restore integration tests (real Dovecot, real CLI in a subprocess)."""
+"""Fixtures for the restore integration tests (real Dovecot, real CLI in a subprocess).
+
+``vault`` (a new, empty, cheap vault) comes from :mod:`tests.fixtures_env`."""
 
 from __future__ import annotations
 
@@ -9,34 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from mailvault.vault.repository import Repository
-from tests.restore.helpers import FAST_SCRYPT, VAULT_PASSWORD, Account
+from tests.restore.helpers import VAULT_PASSWORD, Account
 from tests.servers.dovecot import Dovecot
 
 _seq = itertools.count(1)
 
 
+@pytest.fixture
+def vault_password() -> str:
+    return VAULT_PASSWORD
+
+
 @pytest.fixture(autouse=True)
-def _restore_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _restore_env(cli_env: Path) -> Path:
     """A private cache dir (index cache and restore journal) and the vault password, also for subprocesses."""
-    cache = tmp_path / "mv-cache"
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(cache))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", VAULT_PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
-    return cache
+    return cli_env
 
 
 @pytest.fixture
 def cache_dir(_restore_env: Path) -> Path:
     return _restore_env
-
-
-@pytest.fixture
-def vault(tmp_path: Path) -> Path:
-    """A new, empty, encrypted vault (cheap key derivation; the cost is stored in the key file)."""
-    path = tmp_path / "vault"
-    Repository.init(str(path), VAULT_PASSWORD.encode(), scrypt=FAST_SCRYPT).close()
-    return path
 
 
 @pytest.fixture

@@ -6,27 +6,20 @@ mailvault, so a restore that is "identical" by its measure is identical by the s
 
 from __future__ import annotations
 
-import json
-import os
 import random
-import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tests.servers.dovecot import Dovecot, SeedMessage
+from tests.common import MAIL_WORDS, DovecotAccount, mv_json
+from tests.servers.dovecot import SeedMessage
 
 VAULT_PASSWORD = "restore tests vault password"
 #: Environment variables the tests hand server passwords in (``--password-env`` and friends).
 PW_ENV = "MV_RESTORE_TEST_PW"
 SOURCE_PW_ENV = "MV_RESTORE_TEST_SOURCE_PW"
-#: Cheap key derivation for the test vaults (the cost is stored in the key file).
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: One message as the independent reader sees it: (BODY[] bytes, sorted FLAGS, INTERNALDATE as a UTC instant).
 Msg = tuple[bytes, tuple[str, ...], datetime]
@@ -35,26 +28,8 @@ Msg = tuple[bytes, tuple[str, ...], datetime]
 # ----------------------------------------------------------------------------- accounts
 
 
-@dataclass
-class Account:
+class Account(DovecotAccount):
     """A user on the test Dovecot, and how to reach it."""
-
-    server: Dovecot
-    user: str
-    password: str
-
-    def url(self, scheme: str = "imaps") -> str:
-        port = {
-            "imaps": self.server.imaps_port,
-            "imap": self.server.imap_port,
-            "pop3s": self.server.pop3s_port,
-            "pop3": self.server.pop3_port,
-        }[scheme]
-        return f"{scheme}://{self.user}@{self.server.host}:{port}"
-
-    @property
-    def account_name(self) -> str:
-        return f"{self.user}@{self.server.host}"
 
     def seed(self, folders: Mapping[str, Sequence[SeedMessage]]) -> None:
         for folder, msgs in folders.items():
@@ -62,44 +37,6 @@ class Account:
 
 
 # ----------------------------------------------------------------------------- the CLI, as a real process
-
-
-def _env(extra: Mapping[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.update(extra or {})
-    return env
-
-
-def mv_argv(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "mailvault", *map(str, args)]
-
-
-def mv(
-    *args: str | Path, env: Mapping[str, str] | None = None, code: int | None = 0, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """``python -m mailvault ARGS``; checks the exit code unless ``code`` is None."""
-    proc = subprocess.run(
-        mv_argv(*args), capture_output=True, text=True, env=_env(env), timeout=timeout, check=False
-    )
-    if code is not None:
-        assert proc.returncode == code, (
-            f"mailvault {' '.join(map(str, args))} exited {proc.returncode}, expected {code}\n"
-            f"stdout: {proc.stdout[-4000:]}\nstderr: {proc.stderr[-4000:]}"
-        )
-    return proc
-
-
-def mv_json(*args: str | Path, env: Mapping[str, str] | None = None, code: int | None = 0) -> Any:
-    proc = mv(*args, "--json", env=env, code=code)
-    try:
-        return json.loads(proc.stdout)
-    except ValueError:
-        raise AssertionError(f"not JSON: {proc.stdout[:2000]!r}; stderr: {proc.stderr[-2000:]!r}") from None
-
-
-def mv_popen(*args: str | Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(mv_argv(*args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(env))
 
 
 def backup(vault: Path, account: Account, *extra: str | Path, scheme: str = "imaps") -> dict[str, Any]:
@@ -138,44 +75,13 @@ def restore(
     return out
 
 
-def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *needles: str) -> str:
-    """Exit ``code``, nothing on stdout, exactly one ``mailvault: ...`` line on stderr holding the needles."""
-    lines = proc.stderr.splitlines()
-    assert proc.returncode == code, f"exit {proc.returncode}, expected {code}; stderr: {proc.stderr!r}"
-    assert len(lines) == 1, f"expected one line on stderr, got: {proc.stderr!r}"
-    line = lines[0]
-    assert line.startswith("mailvault: "), line
-    assert "Traceback" not in line and "internal error" not in line, line
-    for needle in needles:
-        assert needle.lower() in line.lower(), f"{needle!r} not in {line!r}"
-    assert proc.stdout == "", proc.stdout
-    return line
-
-
-def vault_files(vault: Path) -> dict[str, tuple[int, int]]:
-    """Every file under the vault directory -> (size, mtime_ns): 'untouched' means this is equal."""
-    return {
-        str(p.relative_to(vault)): (p.stat().st_size, p.stat().st_mtime_ns)
-        for p in sorted(vault.rglob("*"))
-        if p.is_file()
-    }
-
-
 # ----------------------------------------------------------------------------- generated mail
 
+#: MAIL_WORDS with "restore" in place of "backup".
 _WORDS = [
-    "mail",
-    "vault",
+    *MAIL_WORDS[:2],
     "restore",
-    "archive",
-    "invoice",
-    "meeting",
-    "report",
-    "draft",
-    "budget",
-    "quarter",
-    "project",
-    "review",
+    *MAIL_WORDS[3:],
     "Grüße",
     "Köln",
     "日本語",

@@ -16,22 +16,20 @@ from pathlib import Path
 import pytest
 
 from mailvault.vault.repository import Repository
+from tests.common import assert_one_line_error, mv, vault_files
 from tests.restore.helpers import (
     PW_ENV,
     VAULT_PASSWORD,
     Account,
-    assert_one_line_error,
     backup,
     bodies,
     counts,
     list_folders,
-    mv,
     mv_json,
     read_account,
     restore,
     restore_args,
     seed_set,
-    vault_files,
 )
 
 CORPUS = os.environ.get("MAILVAULT_CORPUS")

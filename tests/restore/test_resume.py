@@ -7,13 +7,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from tests.common import mv_popen
 from tests.restore.helpers import (
     PW_ENV,
     Account,
     assert_same,
     backup,
     counts,
-    mv_popen,
     read_account,
     restore,
     restore_args,

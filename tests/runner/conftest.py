@@ -9,10 +9,12 @@ import pytest
 from tests.runner.helpers import VAULT_PASSWORD, VAULT_PW_ENV
 
 
+@pytest.fixture
+def vault_password() -> str:
+    return VAULT_PASSWORD
+
+
 @pytest.fixture(autouse=True)
-def _runner_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(tmp_path / "mv-cache"))
-    monkeypatch.setenv("MAILVAULT_PASSWORD", VAULT_PASSWORD)
+def _runner_env(cli_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(VAULT_PW_ENV, VAULT_PASSWORD)
-    monkeypatch.delenv("MAILVAULT_DEBUG", raising=False)
     monkeypatch.delenv("MAILVAULT_CONFIG", raising=False)

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import os
 import random
 import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,56 +13,16 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-from mailvault.vault.repository import Repository, VaultParams
+from mailvault.vault.repository import VaultParams
+from tests.common import MAIL_WORDS, init_vault, mv_json, proc_env
+from tests.common import mv_argv as mv_cmd
 
 VAULT_PASSWORD = "runner tests vault password"
 #: The config's vaults name this variable (``password_env``); the plain CLI reads MAILVAULT_PASSWORD.
 VAULT_PW_ENV = "MV_RUNNER_VAULT_PW"
-#: Cheap key derivation for the test vaults (the cost is stored in the key file, so subprocesses
-#: opening the vault are cheap too).
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
-REPO_ROOT = Path(__file__).resolve().parents[2]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 # ----------------------------------------------------------------------------- the CLI
-
-
-def proc_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env.update(extra or {})
-    return env
-
-
-def mv_cmd(*args: str | Path) -> list[str]:
-    return [sys.executable, "-m", "mailvault", *map(str, args)]
-
-
-def mv(
-    *args: str | Path, code: int | None = 0, env: dict[str, str] | None = None, timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """``python -m mailvault ARGS`` as a real process; checks the exit code unless ``code`` is None."""
-    res = subprocess.run(
-        mv_cmd(*args), capture_output=True, text=True, env=proc_env(env), timeout=timeout, check=False
-    )
-    if code is not None:
-        assert res.returncode == code, (
-            f"mailvault {' '.join(map(str, args))} exited {res.returncode}, expected {code}\n"
-            f"stdout: {res.stdout}\nstderr: {res.stderr}"
-        )
-    return res
-
-
-def mv_json(*args: str | Path, code: int | None = 0, env: dict[str, str] | None = None) -> Any:
-    res = mv(*args, "--json", code=code, env=env)
-    try:
-        return json.loads(res.stdout)
-    except ValueError as exc:
-        raise AssertionError(f"not JSON: {res.stdout!r}\nstderr: {res.stderr}") from exc
 
 
 def spawn(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
@@ -90,8 +47,7 @@ def check_read_data(vault: str | Path, env: dict[str, str] | None = None) -> dic
 
 def make_vault(location: str | Path, params: VaultParams | None = None) -> str:
     """A new encrypted vault with cheap key derivation; returns its location string."""
-    Repository.init(str(location), VAULT_PASSWORD.encode(), params, scrypt=FAST_SCRYPT).close()
-    return str(location)
+    return init_vault(location, VAULT_PASSWORD, params)
 
 
 def snapshots(vault: str | Path, account: str | None = None, env: dict[str, str] | None = None) -> list[Any]:
@@ -147,28 +103,8 @@ class ConfigBuilder:
 
 
 _WORDS = [
-    "mail",
-    "vault",
-    "backup",
-    "archive",
-    "invoice",
-    "meeting",
-    "report",
-    "draft",
-    "budget",
-    "quarter",
-    "project",
-    "review",
-    "schedule",
-    "retention",
-    "prune",
-    "snapshot",
-    "account",
-    "shard",
-    "runner",
-    "hook",
-    "lock",
-    "daily",
+    *MAIL_WORDS,
+    *("schedule", "retention", "prune", "snapshot", "account", "shard", "runner", "hook", "lock", "daily"),
     "weekly",
 ]
 

@@ -14,7 +14,8 @@ from typer.testing import CliRunner, Result
 from mailvault.cli import app
 from mailvault.config import load_config
 from mailvault.errors import ConfigError
-from tests.runner.helpers import REPO_ROOT, mv, mv_cmd, proc_env
+from tests.common import REPO_ROOT, mv
+from tests.runner.helpers import mv_cmd, proc_env
 
 _runner = CliRunner()
 

@@ -18,14 +18,13 @@ from mailvault.importer import import_local
 from mailvault.retention import KeepPolicy, forget
 from mailvault.vault.repository import Repository, VaultParams
 from mailvault.vault.stats import vault_stats
+from tests.common import mv, sha
 from tests.runner.helpers import (
     VAULT_PASSWORD,
     check_read_data,
     make_message,
     make_vault,
-    mv,
     mv_json,
-    sha,
     spawn,
     write_mbox,
 )

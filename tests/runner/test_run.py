@@ -10,16 +10,15 @@ from typing import Any
 
 import pytest
 
+from tests.common import mv, sha
 from tests.runner.helpers import (
     VAULT_PW_ENV,
     ConfigBuilder,
     check_read_data,
     make_vault,
-    mv,
     mv_json,
     per_account,
     seed_set,
-    sha,
     snapshots,
     spawn,
 )

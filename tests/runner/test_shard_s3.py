@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from mailvault.runner import in_shard
+from tests.common import sha
 from tests.runner.helpers import (
     VAULT_PW_ENV,
     ConfigBuilder,
@@ -17,7 +18,6 @@ from tests.runner.helpers import (
     mv_json,
     per_account,
     seed_set,
-    sha,
     snapshots,
     spawn,
 )

@@ -8,15 +8,14 @@ from pathlib import Path
 import pytest
 
 from mailvault.vault.repository import Repository, VaultParams
-from tests.vault.helpers import FAST_SCRYPT, PASSWORD
+from tests.common import FAST_SCRYPT
+from tests.vault.helpers import PASSWORD
 
 
 @pytest.fixture(autouse=True)
-def _private_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _private_cache(private_cache: Path) -> Path:
     """Every test gets its own index cache directory (never the user's)."""
-    cache = tmp_path / "mv-cache"
-    monkeypatch.setenv("MAILVAULT_CACHE_DIR", str(cache))
-    return cache
+    return private_cache
 
 
 @pytest.fixture

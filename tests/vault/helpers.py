@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 from datetime import UTC, datetime
 
@@ -12,8 +11,6 @@ from mailvault.vault.format import pack_name
 from mailvault.vault.repository import Repository, new_snapshot
 from mailvault.vault.snapshots import ManifestEntry, SnapshotFolder
 
-#: Cheap key derivation for tests that call Repository.init directly.
-FAST_SCRYPT = {"n": 2**12, "r": 8, "p": 1}
 PASSWORD = b"correct horse battery staple"
 
 _WORDS = [
@@ -122,10 +119,6 @@ _WORDS = [
     "folder",
     "invoice",
 ]
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def make_message(i: int, *, size: int = 2000, seed: int = 0, subject: str | None = None) -> bytes:

@@ -20,7 +20,7 @@ from mailvault.vault.crypto import (
     unwrap_any,
 )
 from mailvault.vault.format import AD_BLOCK, AD_INDEX
-from tests.vault.helpers import FAST_SCRYPT
+from tests.common import FAST_SCRYPT
 
 PLAIN = b"Subject: secret plans\r\n\r\nmeet at noon\x00\xff" * 50
 

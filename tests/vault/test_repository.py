@@ -25,14 +25,13 @@ from mailvault.vault.crypto import AeadSealer, PlainSealer
 from mailvault.vault.format import BLOB_MANIFEST, BLOB_MESSAGE, sha256
 from mailvault.vault.repository import INDEX_EVERY_PACKS, Repository, VaultParams, VaultWriter
 from mailvault.vault.stats import vault_stats
+from tests.common import FAST_SCRYPT, sha
 from tests.vault.helpers import (
-    FAST_SCRYPT,
     PASSWORD,
     flip_byte,
     make_message,
     pack_names,
     pack_of,
-    sha,
     stored_bytes,
     write_snapshot,
 )
