@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import re
 import threading
 import time
@@ -372,12 +373,9 @@ class _Restore:
             work = self._gmail_filter(p, state, work)
         # Messages already in the target that the journal does not account for (another tool,
         # a lost journal, a kill between APPEND and journal): matched by Message-ID and size.
-        existing: dict[tuple[str, int], list[int]] = {}
+        existing = _Existing(self.target)
         if state.exists > len(done):
-            journaled = self.journal.done_uids(self.key, p.target_raw, state.uidvalidity)
-            for uid, mid, size in self.target.existing_keys():
-                if mid and uid not in journaled:
-                    existing.setdefault((mid, size), []).append(uid)
+            existing.load(self.journal.done_uids(self.key, p.target_raw, state.uidvalidity))
         skipped_rows: list[tuple[str, int, int | None]] = []
         dropped: set[str] = set()
         batch: list[tuple[_Work, AppendItem]] = []
@@ -388,9 +386,9 @@ class _Restore:
                 bar.update()
                 bar.set_postfix(f"{p.uploaded_bytes >> 20} MiB uploaded")
                 if existing:
-                    uids_there = existing.get((message_id(header_block(raw)), len(raw)))
-                    if uids_there:
-                        skipped_rows.append((w.entry.blob, w.seq, uids_there.pop()))
+                    uid_there = existing.take(raw, w.entry.blob)
+                    if uid_there is not None:
+                        skipped_rows.append((w.entry.blob, w.seq, uid_there))
                         p.skipped_existing += 1
                         continue
                 if self.limit is not None and len(raw) > self.limit:
@@ -609,6 +607,52 @@ class _Restore:
                 home = next((p for p in plans if p.target_raw == folder), None)
                 if home is not None:
                     home.labelled += len(items)
+
+
+class _Existing:
+    """Messages already in a target folder that the journal does not account for — put there by
+    another tool, or by a run whose journal was lost or killed between APPEND and journal.
+
+    A source message matches one of them by Message-ID and size, or, without a Message-ID,
+    by the same bytes (fetched only for target messages of the same size and no Message-ID).
+    """
+
+    def __init__(self, target: ImapTarget) -> None:
+        self._target = target
+        self._by_id: dict[tuple[str, int], list[int]] = {}
+        self._by_size: dict[int, list[int]] = {}  # no Message-ID
+        self._hashes: dict[int, str] = {}
+
+    def load(self, journaled: set[int]) -> None:
+        for uid, mid, size in self._target.existing_keys():
+            if uid in journaled:
+                continue
+            if mid:
+                self._by_id.setdefault((mid, size), []).append(uid)
+            else:
+                self._by_size.setdefault(size, []).append(uid)
+
+    def __bool__(self) -> bool:
+        return bool(self._by_id) or bool(self._by_size)
+
+    def take(self, raw: bytes, blob: str) -> int | None:
+        """The UID of a matching target message (then no longer available), or None."""
+        mid = message_id(header_block(raw))
+        if mid:
+            uids = self._by_id.get((mid, len(raw)))
+            return uids.pop() if uids else None
+        candidates = self._by_size.get(len(raw))
+        if not candidates:
+            return None
+        unknown = [u for u in candidates if u not in self._hashes]
+        if unknown:
+            for uid, body in self._target.bodies(unknown).items():
+                self._hashes[uid] = hashlib.sha256(body).hexdigest()
+        for uid in candidates:
+            if self._hashes.get(uid) == blob:
+                candidates.remove(uid)
+                return uid
+        return None
 
 
 def _date(entry: ManifestEntry, raw: bytes) -> datetime | None:

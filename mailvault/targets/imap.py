@@ -154,6 +154,15 @@ class ImapTarget(ImapConnection):
             out.append((int(uid), message_id(header), int(d.get(b"RFC822.SIZE", 0))))
         return out
 
+    def bodies(self, uids: Sequence[int]) -> dict[int, bytes]:
+        """The bytes of some messages of the selected folder (BODY.PEEK[])."""
+
+        def go() -> dict[int, Any]:
+            return uid_fetch(self.client, uid_set(uids), ["BODY.PEEK[]"])
+
+        data = self._retrying("FETCH bodies", go)
+        return {int(u): d.get(b"BODY[]") or b"" for u, d in data.items()}
+
     def find(self, raw: bytes) -> int | None:
         """UID of a message with this one's Message-ID and size in the selected folder, if any."""
         msgid = message_id(header_block(raw))

@@ -77,3 +77,29 @@ def test_kill_9_then_resume_gives_every_message_exactly_once(
     assert again["uploaded"] == 0, again["uploaded"]
     assert again["skipped_existing"] == sum(LAYOUT.values())
     assert {f: n for f, n in counts(target).items() if f in LAYOUT} == LAYOUT
+
+
+def test_lost_journal_messages_without_message_id_are_matched_by_bytes(
+    source: Account, target: Account, vault: Path, cache_dir: Path
+) -> None:
+    """Without a Message-ID the duplicate check compares bytes: a lost journal uploads nothing again,
+    and two byte-identical messages are still both there (matched one for one)."""
+    from datetime import UTC, datetime
+
+    msgs = [
+        (
+            f"From: a@example.org\r\nSubject: no id {i}\r\n\r\nbody {i}\r\n".encode(),
+            [],
+            datetime(2020, 1, 1, tzinfo=UTC),
+        )
+        for i in range(12)
+    ]
+    msgs.append(msgs[0])  # a byte-identical twin
+    source.seed({"INBOX": msgs})
+    backup(vault, source)
+    first = restore(vault, target)
+    assert first["uploaded"] == 13
+    shutil.rmtree(cache_dir)
+    again = restore(vault, target)
+    assert again["uploaded"] == 0 and again["skipped_existing"] == 13, again
+    assert counts(target)["INBOX"] == 13
