@@ -164,10 +164,15 @@ class ImapTarget(ImapConnection):
         return {int(u): d.get(b"BODY[]") or b"" for u, d in data.items()}
 
     def find(self, raw: bytes) -> int | None:
-        """UID of a message with this one's Message-ID and size in the selected folder, if any."""
+        """UID of a message with this one's Message-ID and size (or, without a Message-ID, the
+        same bytes) in the selected folder, if any."""
         msgid = message_id(header_block(raw))
-        if not msgid:
-            return None
+        if not msgid:  # no Message-ID: the same bytes, among messages of the same size
+            same_size = self.client.search(["LARGER", str(len(raw) - 1), "SMALLER", str(len(raw) + 1)])
+            if not same_size:
+                return None
+            hits = [u for u, body in self.bodies([int(u) for u in same_size]).items() if body == raw]
+            return max(hits) if hits else None
         uids = self.client.search(["HEADER", "Message-ID", msgid])
         if not uids:
             return None
