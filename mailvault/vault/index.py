@@ -33,7 +33,7 @@ from mailvault.vault.format import (
     sha256,
 )
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -45,6 +45,8 @@ CREATE TABLE IF NOT EXISTS blocks(
 CREATE TABLE IF NOT EXISTS blobs(
     id BLOB PRIMARY KEY, type INTEGER, pack INTEGER, block INTEGER, offset INTEGER, length INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS snapshots(id BLOB PRIMARY KEY, account TEXT, time TEXT, sealed BLOB) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS snapshots_account ON snapshots(account);
 """
 
 
@@ -162,6 +164,27 @@ class IndexCache:
             )
         if index_id is not None:
             db.execute("INSERT OR IGNORE INTO index_files VALUES (?)", (index_id,))
+
+    # -- snapshots (sealed copies of immutable files, so listing them costs one LIST) -----
+    def snapshot_ids(self) -> set[bytes]:
+        return {bytes(r[0]) for r in self._db.execute("SELECT id FROM snapshots")}
+
+    def put_snapshots(self, rows: Iterable[tuple[bytes, str, str, bytes]]) -> None:
+        """Cache (id, account, time, sealed bytes) of snapshot files already verified."""
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)", list(rows))
+
+    def drop_snapshots(self, ids: Iterable[bytes]) -> None:
+        with self._db:
+            self._db.executemany("DELETE FROM snapshots WHERE id=?", [(i,) for i in ids])
+
+    def sealed_snapshots(self, account: str | None = None) -> list[tuple[bytes, bytes]]:
+        """(id, sealed bytes) of the cached snapshots, of one account or all."""
+        if account is None:
+            rows = self._db.execute("SELECT id, sealed FROM snapshots")
+        else:
+            rows = self._db.execute("SELECT id, sealed FROM snapshots WHERE account=?", (account,))
+        return [(bytes(i), bytes(b)) for i, b in rows]
 
     # -- queries ------------------------------------------------------------------------
     def has(self, blob_id: bytes) -> bool:

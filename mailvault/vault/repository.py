@@ -328,9 +328,30 @@ class Repository:
         return Snapshot.unseal(self.sealer, sealed, snapshot_id.hex())
 
     def snapshots(self, account: str | None = None) -> list[Snapshot]:
-        snaps = [self.load_snapshot(i) for i in self.snapshot_ids()]
-        if account is not None:
-            snaps = [s for s in snaps if s.account == account]
+        """Snapshots (of one account or all), oldest first.
+
+        Snapshot files never change, so verified copies are kept in the local cache: a vault
+        of thousands of accounts costs one listing, not a download per snapshot, per run.
+        """
+        present = set(self.snapshot_ids())
+        with self._read_lock:
+            cached = self.cache.snapshot_ids()
+            if cached - present:
+                self.cache.drop_snapshots(cached - present)
+            rows = []
+            for snap_id in sorted(present - cached):
+                try:
+                    sealed = self.backend.get(snapshot_name(snap_id))
+                except ObjectNotFound:
+                    continue  # forgotten meanwhile
+                if sha256(sealed) != snap_id:
+                    raise IntegrityError(f"snapshot {snap_id.hex()[:12]} does not match its id")
+                snap = Snapshot.unseal(self.sealer, sealed, snap_id.hex())
+                rows.append((snap_id, snap.account, snap.time, sealed))
+            if rows:
+                self.cache.put_snapshots(rows)
+            sealed_rows = self.cache.sealed_snapshots(account)
+        snaps = [Snapshot.unseal(self.sealer, b, i.hex()) for i, b in sealed_rows if i in present]
         snaps.sort(key=lambda s: (s.datetime, s.id))
         return snaps
 
