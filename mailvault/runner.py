@@ -109,10 +109,52 @@ def _record_prefix(job: str, account: str) -> str:
     return f"runs/{_key(job)}/{_key(account)}/"
 
 
+#: Run records kept per job and account (the newest success is always kept too).
+KEEP_RECORDS = 50
+_SUCCESS = ("ok", "partial")
+
+
 def write_record(backend: Backend, sealer: Sealer, result: TaskResult) -> None:
+    """Record a task's outcome; the status is in the name, so finding the last success needs
+    no download of failed runs. Old records beyond :data:`KEEP_RECORDS` are deleted."""
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    name = _record_prefix(result.job, result.account) + f"{stamp}-{secrets.token_hex(4)}"
+    prefix = _record_prefix(result.job, result.account)
+    name = prefix + f"{stamp}-{result.status}-{secrets.token_hex(4)}"
     backend.put(name, sealer.seal(json.dumps(asdict(result)).encode(), AD_STATE), exclusive=True)
+    names = sorted(n for n, _ in backend.list(prefix))
+    if len(names) > KEEP_RECORDS:
+        newest_success = next((n for n in reversed(names) if _status_in_name(n) in _SUCCESS), None)
+        for old in names[:-KEEP_RECORDS]:
+            if old != newest_success:
+                backend.delete(old)
+
+
+def _status_in_name(name: str) -> str | None:
+    parts = name.rsplit("/", 1)[-1].split("-")
+    return parts[1] if len(parts) == 3 else None
+
+
+def _read_record(backend: Backend, sealer: Sealer, name: str) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(sealer.open(backend.get(name), AD_STATE))
+    except (MailvaultError, ValueError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def latest_records(
+    backend: Backend, sealer: Sealer, job: str, account: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(the newest run record, the newest successful one) — at most a few downloads."""
+    names = sorted(n for n, _ in backend.list(_record_prefix(job, account)))
+    newest = _read_record(backend, sealer, names[-1]) if names else None
+    for name in reversed(names):
+        if _status_in_name(name) not in (None, *_SUCCESS):
+            continue
+        rec = newest if name == names[-1] else _read_record(backend, sealer, name)
+        if rec is not None and rec.get("status") in _SUCCESS:
+            return newest, rec
+    return newest, None
 
 
 def read_records(backend: Backend, sealer: Sealer, job: str, account: str) -> list[dict[str, Any]]:
@@ -129,7 +171,7 @@ def read_records(backend: Backend, sealer: Sealer, job: str, account: str) -> li
 
 def last_success(records: list[dict[str, Any]]) -> datetime | None:
     for rec in reversed(records):
-        if rec.get("status") in ("ok", "partial") and rec.get("started"):
+        if rec.get("status") in _SUCCESS and rec.get("started"):
             return datetime.fromisoformat(rec["started"])
     return None
 
@@ -232,7 +274,8 @@ class Runner:
         try:
             repo = self._open(self.config.vaults[job.vault])
             if due_only and job.schedule:
-                last = last_success(read_records(repo.backend, repo.sealer, job.name, acc.name))
+                _, ok_rec = latest_records(repo.backend, repo.sealer, job.name, acc.name)
+                last = last_success([ok_rec] if ok_rec else [])
                 if not parse_schedule(job.schedule).is_due(last):
                     result.status, result.message = (
                         "not-due",
@@ -395,9 +438,9 @@ def status(config: Config) -> list[StatusRow]:
                 repos[v.name] = Repository.open(v.path, vault_password(v))
             repo = repos[v.name]
             for acc in job.accounts:
-                recs = read_records(repo.backend, repo.sealer, job.name, acc)
-                last = recs[-1] if recs else {}
-                ok = last_success(recs)
+                newest, ok_rec = latest_records(repo.backend, repo.sealer, job.name, acc)
+                last = newest or {}
+                ok = last_success([ok_rec] if ok_rec else [])
                 due = parse_schedule(job.schedule).is_due(ok) if job.schedule else True
                 rows.append(
                     StatusRow(
