@@ -105,7 +105,8 @@ def main() -> int:
     ap.add_argument("--keep", action="store_true", help="keep the temp directory (vault, server)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mailvault-demo-"))
-    mailvault = shutil.which("mailvault") or str(Path(sys.executable).parent / "mailvault")
+    beside = Path(sys.executable).parent / "mailvault"  # the one installed with this interpreter
+    mailvault = str(beside) if beside.exists() else (shutil.which("mailvault") or "mailvault")
     server = Dovecot(work / "dovecot")
     try:
         server.start()
