@@ -20,6 +20,7 @@ import base64
 import hashlib
 import json
 import os
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,18 +38,20 @@ KEY_LEN = 32
 DEFAULT_SCRYPT = {"n": 2**16, "r": 8, "p": 1}
 
 
-class Sealer:
+class Sealer(ABC):
     """Interface: seal plaintext for storage, open stored bytes."""
 
     encrypted: bool = False
     #: Bytes a sealed object has beyond its plaintext.
     overhead: int = 0
 
+    @abstractmethod
     def seal(self, plaintext: bytes, ad: bytes) -> bytes:
-        raise NotImplementedError
+        """The bytes to store for ``plaintext`` (``ad`` names the object kind)."""
 
+    @abstractmethod
     def open(self, sealed: bytes, ad: bytes) -> bytes:
-        raise NotImplementedError
+        """The plaintext, or IntegrityError if the bytes were damaged or altered."""
 
 
 class AeadSealer(Sealer):
