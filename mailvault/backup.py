@@ -206,10 +206,10 @@ class _ImapBackup(_Base):
                 folders = [self._folder(writer, rf) for rf in remote]
             else:
                 folders = self._parallel(writer, remote, n)
-            self._commit(writer, folders)
-        self.result.reconnects = sum(s.reconnects for s in self._sources)
-        self.result.bytes_fetched = sum(s.stats.bytes_fetched for s in self._sources)
-        self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
+            self.result.reconnects = sum(s.reconnects for s in self._sources)
+            self.result.bytes_fetched = sum(s.stats.bytes_fetched for s in self._sources)
+            self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
+            self._commit(writer, folders)  # the snapshot's summary carries these counts
         return self.result
 
     def _parallel(self, writer: VaultWriter, remote: list[RemoteFolder], n: int) -> list[SnapshotFolder]:
