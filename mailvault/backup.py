@@ -26,7 +26,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from mailvault.errors import EXIT_OK, EXIT_PARTIAL, ConnectError, RemoteError
+from mailvault.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ConnectError,
+    FormatError,
+    IntegrityError,
+    ObjectNotFound,
+    RemoteError,
+)
 from mailvault.model import FolderInfo, SourceMessage
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap, connect_pop3
 from mailvault.prefetch import prefetch
@@ -133,6 +141,20 @@ class _Base:
                 return f
         return None
 
+    def _known_entries(self, pf: SnapshotFolder) -> list[ManifestEntry]:
+        """The previous snapshot's entries of a folder whose bytes the vault still holds.
+
+        "Already have it" is asked of the index, not only of the previous snapshot: a message
+        lost to damage (and dropped from the index by ``repair``) is fetched again while the
+        server still has it. An unreadable manifest means nothing is known: the folder is
+        fetched whole (the blobs still in the vault dedupe)."""
+        try:
+            entries = self.repo.read_manifest(pf)
+        except (IntegrityError, FormatError, ObjectNotFound) as exc:
+            self.result.warnings.append(f"{pf.name}: the previous snapshot's list is unreadable ({exc})")
+            return []
+        return [e for e in entries if self.repo.has_blob(bytes.fromhex(e.blob))]
+
     def _store(self, writer: VaultWriter, msg: SourceMessage) -> ManifestEntry:
         blob, new = writer.add(msg.raw)
         if new:
@@ -196,7 +218,7 @@ class _ImapBackup(_Base):
         )
         if self.source.gmail and self.prev is not None:
             for pf in self.prev.folders:
-                for e in self.repo.read_manifest(pf):
+                for e in self._known_entries(pf):
                     if e.gm_msgid is not None:
                         self.gm_known.setdefault(e.gm_msgid, (e.blob, e.size))
         with self.repo.lock():
@@ -262,12 +284,13 @@ class _ImapBackup(_Base):
             and pf.highestmodseq == state.highestmodseq
             and pf.uidnext == state.uidnext
             and pf.messages == state.exists
+            and self.repo.has_blob(bytes.fromhex(pf.manifest))
         ):
             self.result.folders_unchanged += 1
             return SnapshotFolder.build(info, pf.manifest, pf.messages, pf.bytes)
         known: dict[int, ManifestEntry] = {}
         if same and pf is not None:
-            known = {int(e.uid): e for e in self.repo.read_manifest(pf)}
+            known = {int(e.uid): e for e in self._known_entries(pf)}
         condstore = bool(known) and pf is not None and pf.highestmodseq is not None
         rows = ManifestRows()
         if state.exists:
@@ -394,7 +417,7 @@ class _Pop3Backup(_Base):
         src = self.source
         listing = src.listing()
         pf = self._prev_folder("INBOX")
-        known = {str(e.uid): e for e in self.repo.read_manifest(pf)} if pf is not None else {}
+        known = {str(e.uid): e for e in self._known_entries(pf)} if pf is not None else {}
         entries: list[ManifestEntry] = []
         info = FolderInfo("INBOX", "INBOX", None, None)
         with self.repo.lock():

@@ -30,7 +30,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from mailvault.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ProtocolError
+from mailvault.errors import (
+    EXIT_OK,
+    EXIT_PARTIAL,
+    ConfigError,
+    FormatError,
+    IntegrityError,
+    ObjectNotFound,
+    ProtocolError,
+)
 from mailvault.net import mutf7
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
@@ -87,11 +95,14 @@ class FolderPlan:
     messages: int
     bytes: int
     special_use: str | None = None
-    already: int = 0  # messages the journal says are there
+    already: int = 0  # messages the journal says are there (Gmail: or uploaded once elsewhere)
     uploaded: int = 0
     uploaded_bytes: int = 0
-    skipped_existing: int = 0
+    skipped_existing: int = 0  # found in the target by Message-ID and size (or bytes)
+    failed: int = 0  # unreadable in the vault, refused by the server, over a size limit
+    pending: int = 0  # not attempted: the daily upload budget ran out
     labelled: int = 0
+    started: bool = False
     dropped_flags: list[str] = field(default_factory=list)
 
 
@@ -108,6 +119,10 @@ class RestoreResult:
     uploaded: int = 0
     uploaded_bytes: int = 0
     skipped_existing: int = 0
+    #: Every message of the snapshot is counted once: uploaded + already_there + failed + pending = messages.
+    already_there: int = 0  # in the journal, or found in the target
+    failed: int = 0
+    pending: int = 0
     labels_applied: int = 0
     failures: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -290,9 +305,14 @@ class _Restore:
             if self.target.gmail and not r.budget_exhausted:
                 self._apply_gmail_labels(plans)
         for p in plans:
+            if not p.started and not self.options.dry_run:
+                p.pending = p.messages  # the budget ran out before this folder
             r.uploaded += p.uploaded
             r.uploaded_bytes += p.uploaded_bytes
             r.skipped_existing += p.skipped_existing
+            r.already_there += p.already + p.skipped_existing
+            r.failed += p.failed
+            r.pending += p.pending
             r.labels_applied += p.labelled
         r.duration = round(time.monotonic() - self.started, 3)
         return r
@@ -350,6 +370,7 @@ class _Restore:
         try:
             self.target.create(p.target_raw)
         except Rejected as exc:
+            p.failed = p.messages
             suggestion = re.sub(r"[^\w /.-]", "_", p.target)
             self.result.failures.append(
                 f"folder {p.target!r}: the server refused to create it ({exc}); "
@@ -360,17 +381,29 @@ class _Restore:
         return True
 
     def _restore_folder(self, p: FolderPlan, folder: SnapshotFolder) -> None:
+        p.started = True
         if not self._ensure_folder(p):
             return
         state = self.target.select(p.target_raw)
         done = self.journal.done(self.key, p.target_raw, state.uidvalidity)
-        work = [w for w in self._occurrences(folder) if (w.entry.blob, w.seq) not in done]
-        p.already = p.messages - len(work)
+        try:
+            occurrences = self._occurrences(folder)
+        except (IntegrityError, FormatError, ObjectNotFound) as exc:
+            p.failed = p.messages
+            self.result.failures.append(
+                f"{p.source}: the folder's list of messages cannot be read from the vault ({exc}); "
+                f"{p.messages} message(s) not restored"
+            )
+            return
+        work = [w for w in occurrences if (w.entry.blob, w.seq) not in done]
+        p.already = len(occurrences) - len(work)
         if not work:
             return
         gmail = self.target.gmail
         if gmail:
+            before = len(work)
             work = self._gmail_filter(p, state, work)
+            p.already += before - len(work)  # uploaded once elsewhere: this folder becomes a label
         # Messages already in the target that the journal does not account for (another tool,
         # a lost journal, a kill between APPEND and journal): matched by Message-ID and size.
         existing = _Existing(self.target)
@@ -381,9 +414,17 @@ class _Restore:
         batch: list[tuple[_Work, AppendItem]] = []
         batch_bytes = 0
         with self.progress.bar(p.target[:30], total=len(work)) as bar:
-            for w in work:
-                raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
+            for i, w in enumerate(work):
                 bar.update()
+                try:
+                    raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
+                except (IntegrityError, FormatError, ObjectNotFound) as exc:
+                    p.failed += 1
+                    self.result.failures.append(
+                        f"{p.source} UID {w.entry.uid} ({w.entry.size} bytes, blob {w.entry.blob[:12]}): "
+                        f"cannot be read from the vault: {exc}"
+                    )
+                    continue
                 bar.set_postfix(f"{p.uploaded_bytes >> 20} MiB uploaded")
                 if existing:
                     uid_there = existing.take(raw, w.entry.blob)
@@ -392,6 +433,7 @@ class _Restore:
                         p.skipped_existing += 1
                         continue
                 if self.limit is not None and len(raw) > self.limit:
+                    p.failed += 1
                     self._fail_once(
                         w.entry.blob,
                         f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is over the target's APPENDLIMIT "
@@ -399,6 +441,7 @@ class _Restore:
                     )
                     continue
                 if self.budget_bytes is not None and len(raw) > self.budget_bytes:
+                    p.failed += 1
                     self._fail_once(
                         w.entry.blob,
                         f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is more than the whole daily upload "
@@ -412,7 +455,7 @@ class _Restore:
                     batch_bytes + len(raw) > self.options.batch_bytes
                     or len(batch) >= self.options.batch_count
                 ):
-                    if not self._flush(p, state, batch):
+                    if not self._flush_counted(p, state, batch, len(work) - i):
                         if skipped_rows:
                             self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
                         return
@@ -420,7 +463,7 @@ class _Restore:
                 batch.append((w, item))
                 batch_bytes += len(raw)
             if batch:
-                self._flush(p, state, batch)
+                self._flush_counted(p, state, batch, 0)
         if skipped_rows:
             self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
         if dropped:
@@ -428,6 +471,17 @@ class _Restore:
             self.result.warnings.append(
                 f"{p.target}: the server does not keep {', '.join(sorted(dropped))}; restored without them"
             )
+
+    def _flush_counted(
+        self, p: FolderPlan, state: SelectedState, batch: list[tuple[_Work, AppendItem]], after: int
+    ) -> bool:
+        """:meth:`_flush`; when the budget stops it, count what was not attempted (of the batch and
+        the ``after`` messages still to come) as pending."""
+        uploaded, failed = p.uploaded, p.failed
+        if self._flush(p, state, batch):
+            return True
+        p.pending += len(batch) - (p.uploaded - uploaded) - (p.failed - failed) + after
+        return False
 
     def _fail_once(self, blob: str, message: str) -> None:
         """Report a message that cannot be uploaded once, not once per folder holding it."""
@@ -472,6 +526,7 @@ class _Restore:
                 raise
             if len(batch) == 1:
                 w, item = batch[0]
+                p.failed += 1
                 self.result.failures.append(
                     f"{p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
                     f"refused by the server: {exc}"

@@ -17,10 +17,21 @@ from mailvault.cli import vault_cmds
 from mailvault.cli import mail_cmds
 from mailvault.cli import runner_cmds
 from mailvault.cli import maintenance_cmds
+from mailvault.cli import repair_cmds
+from mailvault.cli import key_cmds
 
 # isort: on
 
-__all__ = ["app", "mail_cmds", "main", "maintenance_cmds", "runner_cmds", "vault_cmds"]
+__all__ = [
+    "app",
+    "key_cmds",
+    "mail_cmds",
+    "main",
+    "maintenance_cmds",
+    "repair_cmds",
+    "runner_cmds",
+    "vault_cmds",
+]
 
 
 def main() -> None:

@@ -190,9 +190,11 @@ def _render_restore(result: Any, quiet: bool, as_json: bool) -> None:
     if not quiet:
         typer.echo(
             f"restored snapshot {result.snapshot[:12]} ({result.account}) into {result.target}: "
-            f"{len(result.folders)} folders, {result.uploaded} messages uploaded "
-            f"({_human(result.uploaded_bytes)}), "
-            f"{result.skipped_existing} already there"
+            f"{len(result.folders)} folders, {result.messages} messages: {result.uploaded} uploaded "
+            f"({_human(result.uploaded_bytes)}), {result.already_there} already there "
+            f"({result.already_there - result.skipped_existing} in the journal, "
+            f"{result.skipped_existing} found), {result.failed} failed"
+            + (f", {result.pending} not attempted (budget)" if result.pending else "")
             + (f", {result.labels_applied} labels applied" if result.gmail else "")
             + f" in {result.duration:.1f}s"
         )

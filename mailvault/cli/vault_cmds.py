@@ -123,6 +123,8 @@ def snapshots(
             "folders": len(s.folders),
             "host": s.host,
             "source": {"kind": s.source_kind, "address": s.source_address},
+            "tags": s.tags,
+            "repairs": s.repairs,
         }
         for s in snaps
     ]
@@ -263,6 +265,12 @@ def check(
             typer.echo(f"warning: {w}", err=True)
         for e in report.errors:
             typer.echo(f"error: {e}", err=True)
+        for m in report.lost_messages:
+            typer.echo(f"lost: {m.describe()}", err=True)
+        if report.damaged:
+            typer.echo(
+                "run 'mailvault repair' to rebuild the index and keep every readable message", err=True
+            )
         if not quiet or not report.ok:
             what = f", {report.blobs_checked} blobs read and verified" if read_data else ""
             status = "no errors" if report.ok else f"{len(report.errors)} error(s)"

@@ -1,14 +1,20 @@
-"""``mailvault check``: verify the vault's structure and, with read_data, every byte."""
+"""``mailvault check``: verify the vault's structure and, with read_data, every byte.
+
+Besides naming each damaged object (pack, index file, snapshot), check says what the damage
+costs: the snapshots, folders and messages (folder, UIDVALIDITY, UID, date, size) that can no
+longer be read back. ``mailvault repair`` fixes what check finds.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
-from mailvault.errors import FormatError, IntegrityError, MailvaultError, ObjectNotFound
+from mailvault.errors import FormatError, MailvaultError
 from mailvault.progress import QUIET, Progress
-from mailvault.vault.format import PackHeader, id_from_name, pack_name, sha256
-from mailvault.vault.index import decode_index_file, rebuild
-from mailvault.vault.packs import read_pack
+from mailvault.vault.damage import LostFolder, LostMessage, assess_snapshot, scan_pack
+from mailvault.vault.format import PackHeader, id_from_name, pack_name
+from mailvault.vault.index import load_index_files
 from mailvault.vault.repository import Repository
 
 
@@ -21,39 +27,81 @@ class CheckReport:
     bytes_read: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: Damaged objects: {"kind": "pack"|"index"|"snapshot", "id", "problem"}.
+    damaged: list[dict[str, str]] = field(default_factory=list)
+    #: Snapshots whose data is (partly) lost: {"id", "account", "time", "lost_messages", "lost_folders"}.
+    affected_snapshots: list[dict[str, Any]] = field(default_factory=list)
+    lost_messages: list[LostMessage] = field(default_factory=list)
+    lost_folders: list[LostFolder] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
+    def _damage(self, kind: str, object_id: bytes, problem: str) -> None:
+        self.damaged.append({"kind": kind, "id": object_id.hex(), "problem": problem})
+        self.errors.append(f"{kind} {object_id.hex()[:12]}: {problem}")
+
 
 def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUIET) -> CheckReport:
     report = CheckReport()
     backend = repo.backend
-    # 1. Every index file decrypts, parses and matches its id (a full cache rebuild).
-    try:
-        report.index_files = rebuild(repo.cache, backend, repo.sealer)
-    except MailvaultError as exc:
-        report.errors.append(f"index: {exc}")
-        return report
-    stored = {}
+    # 1. Every index file decrypts, parses and matches its id; the cache is rebuilt from those that do.
+    for index_id, problem in repo.load_index_tolerant():
+        report._damage("index", index_id, f"{problem} (its packs are re-indexed by 'mailvault repair')")
+    cache = repo.cache
+    report.index_files = len(cache.index_ids())
+    stored: dict[bytes, int] = {}
     for name, size in backend.list("data/"):
         try:
             stored[id_from_name(name)] = size
         except FormatError:
             report.warnings.append(f"unexpected object {name}")
-    indexed = repo.cache.pack_ids()
+    indexed = cache.pack_ids()
     report.packs = len(stored)
+    lost: set[bytes] = set()  # blobs no readable copy of which exists
     for pack_id in sorted(indexed - stored.keys()):
-        report.errors.append(f"pack {pack_id.hex()[:12]} is in the index but missing from storage")
+        report._damage("pack", pack_id, "in the index but missing from storage")
+        lost.update(b for b, _ in cache.pack_blobs(pack_id))
+    for pack_id in sorted(indexed & stored.keys()):
+        blocks = cache.pack_blocks(pack_id)
+        extent = max((b.offset + b.sealed_len for b in blocks), default=0)
+        if stored[pack_id] <= extent:
+            report._damage(
+                "pack", pack_id, f"truncated ({stored[pack_id]} bytes; its blocks end at {extent})"
+            )
+            cut = {i for i, b in enumerate(blocks) if b.offset + b.sealed_len > stored[pack_id]}
+            lost.update(b for b, k in cache.pack_blobs(pack_id) if k in cut)
     unindexed = stored.keys() - indexed
     if unindexed:
         report.warnings.append(
-            f"{len(unindexed)} pack(s) not in any index (left by an interrupted run; "
-            "the next backup re-indexes them, prune removes them)"
+            f"{len(unindexed)} pack(s) not in any index (left by an interrupted run or a lost index file; "
+            "the next backup or 'mailvault repair' re-indexes them, prune removes unused ones)"
         )
-    # 2. Every snapshot decrypts; every manifest and message it names is indexed.
-    needed: set[bytes] = set()
+    # 2. With read_data: every pack read whole; its id, header, blocks and every blob hash
+    #    verified against the index files that list it.
+    if read_data:
+        expected: dict[bytes, PackHeader] = {}
+        for _, packs in load_index_files(backend, repo.sealer)[0]:
+            for pack_id, header in packs:
+                expected.setdefault(pack_id, header)
+        with progress.bar("read data", total=sum(stored.values()), unit="B", unit_scale=True) as bar:
+            for pack_id in sorted(stored):
+                _check_pack(repo, pack_id, expected.get(pack_id), report, lost)
+                report.bytes_read += stored[pack_id]
+                bar.update(stored[pack_id])
+    # 3. Every snapshot decrypts; every manifest and message it names is readable.
+    known: dict[bytes, bool] = {}
+
+    def readable(blob: bytes) -> bool:
+        r = known.get(blob)
+        if r is None:
+            r = known[blob] = blob not in lost and cache.has(blob)
+        return r
+
+    def read_manifest(blob: bytes) -> bytes | None:
+        return repo.read_blob(blob) if readable(blob) else None
+
     ids = repo.snapshot_ids()
     with progress.bar("check snapshots", total=len(ids), unit="snap") as bar:
         for snap_id in ids:
@@ -61,81 +109,58 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
             try:
                 snap = repo.load_snapshot(snap_id)
             except MailvaultError as exc:
-                report.errors.append(f"snapshot {snap_id.hex()[:12]}: {exc}")
+                report._damage("snapshot", snap_id, f"{exc} (the whole snapshot is lost)")
                 continue
             report.snapshots += 1
-            for folder in snap.folders:
-                try:
-                    entries = repo.read_manifest(folder)
-                except MailvaultError as exc:
-                    report.errors.append(f"snapshot {snap.id[:12]} folder {folder.name!r}: manifest: {exc}")
-                    continue
-                needed.add(bytes.fromhex(folder.manifest))
-                for e in entries:
-                    blob = bytes.fromhex(e.blob)
-                    if blob not in needed:
-                        needed.add(blob)
-                        if not repo.cache.has(blob):
-                            report.errors.append(
-                                f"snapshot {snap.id[:12]} folder {folder.name!r} uid {e.uid}: "
-                                f"message {e.blob[:12]} is not in the vault"
-                            )
-    # 3. With read_data: every pack read whole; its id, header, blocks and every blob hash
-    #    verified against the index files that list it.
-    if read_data:
-        total = sum(stored.values())
-        done: set[bytes] = set()
-        with progress.bar("read data", total=total, unit="B", unit_scale=True) as bar:
-            for name, _size in backend.list("index/"):
-                try:
-                    packs = decode_index_file(repo.sealer, backend.get(name))
-                except MailvaultError as exc:
-                    report.errors.append(f"index {name}: {exc}")
-                    continue
-                for pack_id, expected in packs:
-                    if pack_id in done or pack_id not in stored:
-                        continue
-                    done.add(pack_id)
-                    _check_pack(repo, pack_id, expected, report)
-                    report.bytes_read += stored[pack_id]
-                    bar.update(stored[pack_id])
-            for pack_id in sorted(stored.keys() - done):
-                _check_pack(repo, pack_id, None, report)
-                report.bytes_read += stored[pack_id]
-                bar.update(stored[pack_id])
+            if snap.repairs:
+                n = sum(len(r.get("lost_messages", [])) for r in snap.repairs)
+                f = sum(len(r.get("lost_folders", [])) for r in snap.repairs)
+                report.warnings.append(
+                    f"snapshot {snap.id[:12]} ({snap.account}) was repaired: {n} message(s) and "
+                    f"{f} folder(s) were lost (listed in its repair record, 'mailvault snapshots --json')"
+                )
+            dmg = assess_snapshot(snap, read_manifest, readable)
+            if not dmg.damaged:
+                continue
+            report.lost_messages.extend(dmg.lost_messages)
+            report.lost_folders.extend(dmg.lost_folders)
+            report.affected_snapshots.append(
+                {
+                    "id": snap.id,
+                    "account": snap.account,
+                    "time": snap.time,
+                    "lost_messages": len(dmg.lost_messages),
+                    "lost_folders": len(dmg.lost_folders),
+                }
+            )
+            for lf in dmg.lost_folders:
+                report.errors.append(lf.describe())
+            by_folder: dict[str, list[LostMessage]] = {}
+            for m in dmg.lost_messages:
+                by_folder.setdefault(m.folder, []).append(m)
+            for folder, msgs in by_folder.items():
+                report.errors.append(
+                    f"snapshot {snap.id[:12]} ({snap.account}) folder {folder!r}: {len(msgs)} message(s) "
+                    "cannot be read back"
+                )
     return report
 
 
-def _check_pack(repo: Repository, pack_id: bytes, expected: PackHeader | None, report: CheckReport) -> None:
+def _check_pack(
+    repo: Repository, pack_id: bytes, expected: PackHeader | None, report: CheckReport, lost: set[bytes]
+) -> None:
     """Verify one pack; ``expected`` is its header from an index file (None for an unindexed pack)."""
-    short = pack_id.hex()[:12]
     try:
         data = repo.backend.get(pack_name(pack_id))
-    except ObjectNotFound:
-        report.errors.append(f"pack {short} vanished during the check")
+    except MailvaultError:
+        report._damage("pack", pack_id, "vanished during the check")
         return
-    if sha256(data) != pack_id:
-        report.errors.append(f"pack {short}: content does not match its id (damaged)")
-    try:
-        header, blocks = read_pack(repo.sealer, data, repo.load_dict)
-    except (FormatError, IntegrityError) as exc:
-        report.errors.append(f"pack {short}: header: {exc}")
+    scan = scan_pack(repo.sealer, pack_id, data, expected, repo.load_dict)
+    report.blobs_checked += len(scan.readable)
+    if scan.intact:
         return
-    for number, raw in enumerate(blocks):
-        if isinstance(raw, Exception):
-            affected = sum(1 for e in header.blobs if e.block == number)
-            report.errors.append(f"pack {short} block {number}: {raw} ({affected} blob(s) affected)")
-    if expected is None:
-        return
-    if expected.blocks != header.blocks:
-        report.errors.append(f"pack {short}: block table differs from the index")
-    actual = {(e.type, e.block, e.offset, e.length): e.id for e in header.blobs}
-    for e in expected.blobs:
-        report.blobs_checked += 1
-        got = actual.get((e.type, e.block, e.offset, e.length))
-        if got is None:
-            report.errors.append(
-                f"pack {short}: blob {e.id.hex()[:12]} listed by the index is not in the pack"
-            )
-        elif got != e.id and got:
-            report.errors.append(f"pack {short} block {e.block}: blob {e.id.hex()[:12]} fails its hash")
+    report.damaged = [d for d in report.damaged if not (d["kind"] == "pack" and d["id"] == pack_id.hex())]
+    report.errors = [e for e in report.errors if not e.startswith(f"pack {pack_id.hex()[:12]}:")]
+    what = f"; {len(scan.unreadable)} blob(s) unreadable" if scan.unreadable else ""
+    report._damage("pack", pack_id, scan.problem + what)
+    lost.update(scan.unreadable)

@@ -22,6 +22,7 @@ import json
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -131,6 +132,7 @@ class KeyFile:
             "cipher": "aes-256-gcm",
             "wrapped": _b64(nonce + wrapped),
             "host": os.uname().nodename if hasattr(os, "uname") else "",
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         return cls(doc)
 
@@ -165,10 +167,15 @@ def new_master_key() -> bytes:
     return os.urandom(KEY_LEN)
 
 
-def unwrap_any(keyfiles: list[KeyFile], password: bytes) -> bytes:
-    """Try every key file; raise PasswordError when none opens."""
-    for kf in keyfiles:
+def unwrap_which(keyfiles: list[KeyFile], password: bytes) -> tuple[int, bytes]:
+    """(index of the first key file the password opens, master key); PasswordError when none does."""
+    for i, kf in enumerate(keyfiles):
         key = kf.unwrap(password)
         if key is not None:
-            return key
+            return i, key
     raise PasswordError("wrong password for this vault")
+
+
+def unwrap_any(keyfiles: list[KeyFile], password: bytes) -> bytes:
+    """Try every key file; raise PasswordError when none opens."""
+    return unwrap_which(keyfiles, password)[1]

@@ -131,7 +131,10 @@ class IndexCache:
             if sha256(sealed) != index_id:
                 from mailvault.errors import IntegrityError
 
-                raise IntegrityError(f"index file {index_id.hex()[:12]} does not match its id")
+                raise IntegrityError(
+                    f"index file {index_id.hex()[:12]} does not match its id "
+                    "(damaged: see 'mailvault check', 'mailvault repair')"
+                )
             loaded.append((index_id, decode_index_file(sealer, sealed)))
         if reset or loaded:
             with self._db:
@@ -143,6 +146,16 @@ class IndexCache:
                 for index_id, packs in loaded:
                     self._insert(index_id, packs)
         return len(missing)
+
+    def replace(self, loaded: Iterable[tuple[bytes, list[tuple[bytes, PackHeader]]]]) -> None:
+        """Replace the whole index with ``loaded`` (index id, packs), in one transaction."""
+        with self._db:
+            self._db.execute("DELETE FROM index_files")
+            self._db.execute("DELETE FROM packs")
+            self._db.execute("DELETE FROM blocks")
+            self._db.execute("DELETE FROM blobs")
+            for index_id, packs in loaded:
+                self._insert(index_id, packs)
 
     def add(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
         """Record packs (from an index file, or just written when index_id is None)."""
@@ -206,6 +219,21 @@ class IndexCache:
     def pack_ids(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT id FROM packs")}
 
+    def pack_blobs(self, pack_id: bytes) -> list[tuple[bytes, int]]:
+        """(blob id, block number) of every blob the index places in ``pack_id``."""
+        rows = self._db.execute(
+            "SELECT b.id, b.block FROM blobs b JOIN packs p ON p.n=b.pack WHERE p.id=?", (pack_id,)
+        )
+        return [(bytes(i), int(k)) for i, k in rows]
+
+    def pack_blocks(self, pack_id: bytes) -> list[BlockInfo]:
+        rows = self._db.execute(
+            "SELECT k.offset, k.sealed_len, k.raw_len, k.dict FROM blocks k JOIN packs p ON p.n=k.pack "
+            "WHERE p.id=? ORDER BY k.block",
+            (pack_id,),
+        )
+        return [BlockInfo(o, s, r, bytes(d)) for o, s, r, d in rows]
+
     def index_ids(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT id FROM index_files")}
 
@@ -238,3 +266,30 @@ def open_cache(vault_id: str, *, root: Path | None = None) -> IndexCache:
 def rebuild(cache: IndexCache, backend: Backend, sealer: Sealer) -> int:
     """Re-read (and verify) every index file, replacing the cache in one transaction."""
     return cache.sync(backend, sealer, rebuild=True)
+
+
+def load_index_files(
+    backend: Backend, sealer: Sealer
+) -> tuple[list[tuple[bytes, list[tuple[bytes, PackHeader]]]], list[tuple[bytes, str]]]:
+    """Read every index file, tolerating damage: ([(id, packs)] of the good ones, [(id, problem)])."""
+    from mailvault.errors import MailvaultError, ObjectNotFound
+
+    good: list[tuple[bytes, list[tuple[bytes, PackHeader]]]] = []
+    bad: list[tuple[bytes, str]] = []
+    for name, _ in backend.list("index/"):
+        try:
+            index_id = id_from_name(name)
+        except FormatError:
+            continue
+        try:
+            sealed = backend.get(name)
+        except ObjectNotFound:
+            continue  # removed meanwhile
+        if sha256(sealed) != index_id:
+            bad.append((index_id, "content does not match its id"))
+            continue
+        try:
+            good.append((index_id, decode_index_file(sealer, sealed)))
+        except (MailvaultError, ValueError) as exc:
+            bad.append((index_id, str(exc)))
+    return good, bad

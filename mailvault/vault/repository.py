@@ -32,7 +32,7 @@ from mailvault.errors import (
     VaultNotFound,
 )
 from mailvault.storage.base import Backend, open_backend
-from mailvault.vault.crypto import AeadSealer, KeyFile, PlainSealer, Sealer, new_master_key, unwrap_any
+from mailvault.vault.crypto import AeadSealer, KeyFile, PlainSealer, Sealer, new_master_key, unwrap_which
 from mailvault.vault.format import (
     AD_CONFIG,
     AD_DICT,
@@ -47,7 +47,14 @@ from mailvault.vault.format import (
     sha256,
     snapshot_name,
 )
-from mailvault.vault.index import IndexCache, Location, default_cache_root, encode_index_file, open_cache
+from mailvault.vault.index import (
+    IndexCache,
+    Location,
+    default_cache_root,
+    encode_index_file,
+    load_index_files,
+    open_cache,
+)
 from mailvault.vault.locks import Lock
 from mailvault.vault.packs import PackBuilder, open_block, read_pack
 from mailvault.vault.snapshots import (
@@ -124,6 +131,10 @@ class Repository:
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
         self._read_lock = threading.RLock()  # block cache and index cache are shared by readers
         self._dicts: dict[bytes, zstandard.ZstdCompressionDict] = {}
+        #: Encrypted vault: the id of the key file the password opened, and the master key
+        #: (kept for ``mailvault key add``; it is in memory anyway, inside the sealer).
+        self.key_id: str | None = None
+        self.master_key: bytes | None = None
 
     @property
     def location(self) -> str:
@@ -172,14 +183,18 @@ class Repository:
             sealer = AeadSealer(master)
             keyfile = KeyFile.create(master, password, scrypt)
             data = keyfile.to_bytes()
-            backend.put(f"keys/{sha256(data).hex()}", data, exclusive=True)
+            key_id = sha256(data).hex()
+            backend.put(f"keys/{key_id}", data, exclusive=True)
             config["check"] = base64.b64encode(sealer.seal(_canonical(config), AD_CONFIG)).decode()
             _remember_encrypted(cache_root, config["id"])
         else:
             sealer = PlainSealer()
         # The config is written last: its presence is what makes the location a vault.
         backend.put("config", json.dumps(config, indent=1, sort_keys=True).encode(), exclusive=True)
-        return cls(backend, config, sealer, cache_root)
+        repo = cls(backend, config, sealer, cache_root)
+        if password is not None:
+            repo.key_id, repo.master_key = key_id, master
+        return repo
 
     @classmethod
     def open(
@@ -207,7 +222,10 @@ class Repository:
                 f"{backend.location}: vault format version {version} is not supported "
                 f"(this mailvault reads version {FORMAT_VERSION})"
             )
-        keyfiles = [KeyFile.from_bytes(backend.get(name)) for name, _ in backend.list("keys/")]
+        key_names = sorted(name for name, _ in backend.list("keys/"))
+        keyfiles = [KeyFile.from_bytes(backend.get(name)) for name in key_names]
+        key_id: str | None = None
+        master: bytes | None = None
         sealer: Sealer
         marker = _encrypted_marker(cache_root, str(config.get("id", "?")))
         if config.get("encryption") == "none":
@@ -226,7 +244,9 @@ class Repository:
                 raise FormatError(f"{backend.location}: encrypted vault without key files")
             if password is None:
                 raise PasswordError(f"{backend.location}: the vault is encrypted and no password was given")
-            sealer = AeadSealer(unwrap_any(keyfiles, password()))
+            which, master = unwrap_which(keyfiles, password())
+            key_id = key_names[which].rsplit("/", 1)[-1]
+            sealer = AeadSealer(master)
             check = dict(config)
             sealed_check = check.pop("check", "")
             try:
@@ -238,7 +258,9 @@ class Repository:
             _remember_encrypted(cache_root, config["id"])
         else:
             raise FormatError(f"{backend.location}: unknown encryption {config.get('encryption')!r}")
-        return cls(backend, config, sealer, cache_root)
+        repo = cls(backend, config, sealer, cache_root)
+        repo.key_id, repo.master_key = key_id, master
+        return repo
 
     def close(self) -> None:
         if self._cache is not None:
@@ -259,6 +281,17 @@ class Repository:
             self._cache = open_cache(self.id, root=self._cache_root)
             self._cache.sync(self.backend, self.sealer)
         return self._cache
+
+    def load_index_tolerant(self) -> list[tuple[bytes, str]]:
+        """Rebuild the index cache from every index file that still reads; return the damaged
+        ones as (id, problem). (``cache`` itself refuses a vault with a damaged index file.)"""
+        good, bad = load_index_files(self.backend, self.sealer)
+        with self._read_lock:
+            if self._cache is None:
+                self._cache = open_cache(self.id, root=self._cache_root)
+            self._cache.replace(good)
+            self._blocks.clear()
+        return bad
 
     def lock(self, *, exclusive: bool = False, wait: float = 0.0, account: str | None = None) -> Lock:
         return Lock(self.backend, self.sealer, exclusive, account).acquire(wait)
@@ -289,6 +322,11 @@ class Repository:
         if loc is None:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} is not in any index (vault incomplete)")
         return loc
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        """Whether the index knows the blob (a repaired vault no longer lists lost ones)."""
+        with self._read_lock:
+            return self.cache.has(blob_id)
 
     def read_block(self, loc: Location) -> bytes:
         key = (loc.pack_id, loc.block_no)

@@ -166,6 +166,8 @@ class Snapshot:
     folders: list[SnapshotFolder]
     summary: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
+    #: Records of ``mailvault repair`` runs that rewrote this snapshot (what was lost), oldest first.
+    repairs: list[dict[str, Any]] = field(default_factory=list)
     id: str = ""  # hex; set when loaded or saved, not stored
 
     @property
@@ -181,7 +183,7 @@ class Snapshot:
         return datetime.fromisoformat(self.time)
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "version": FORMAT_VERSION,
             "time": self.time,
             "host": self.host,
@@ -191,6 +193,9 @@ class Snapshot:
             "summary": self.summary,
             "tags": self.tags,
         }
+        if self.repairs:
+            doc["repairs"] = self.repairs
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], snapshot_id: str) -> Snapshot:
@@ -206,6 +211,7 @@ class Snapshot:
                 folders=[SnapshotFolder(**f) for f in doc["folders"]],
                 summary=dict(doc.get("summary", {})),
                 tags=list(doc.get("tags", [])),
+                repairs=list(doc.get("repairs", [])),
                 id=snapshot_id,
             )
         except (KeyError, TypeError) as exc:

@@ -217,7 +217,10 @@ def test_check_finds_a_flipped_pack_byte(vault: str) -> None:
     assert "error(s)" in result.stdout
     report = json.loads(mv("check", vault, "--read-data", "--json", code=1).stdout)
     assert report["ok"] is False
-    assert all(short in e for e in report["errors"])
+    # The pack, and the messages that damage costs (named in "lost_messages").
+    assert all(short in e or "cannot be read back" in e for e in report["errors"]), report["errors"]
+    assert [d["id"][:12] for d in report["damaged"]] == [short]
+    assert report["lost_messages"] and all(m["folder"] and m["uid"] for m in report["lost_messages"])
     mv("check", vault)  # without --read-data the structure is still fine
 
 
