@@ -6,14 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v dovecot >/dev/null 2>&1 || ! command -v doveadm >/dev/null 2>&1; then
+# System packages the tests use (Debian names). Missing ones are installed with apt when we are root;
+# otherwise the tests that need them skip with the reason.
+PACKAGES=(dovecot-imapd dovecot-pop3d chromium)
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-        echo "== installing Dovecot (dovecot-imapd, dovecot-pop3d)"
+        echo "== installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
-        apt-get install -y -q dovecot-imapd dovecot-pop3d >/dev/null 2>&1 \
-            || { apt-get update -q >/dev/null && apt-get install -y -q dovecot-imapd dovecot-pop3d >/dev/null; }
+        apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null 2>&1 \
+            || { apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null; }
     else
-        echo "== Dovecot is not installed; the Dovecot tests will be skipped (apt-get install dovecot-imapd dovecot-pop3d)"
+        echo "== not installed: ${missing[*]}; the tests that need them will be skipped"
     fi
 fi
 
