@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CORPUS_ROOT = "/work/shared/corpus"
+DEFAULT_CORPUS_ROOT = str(ROOT.parent / "shared" / "corpus")  # ../shared/corpus beside the checkout
 CORPUS_NAME = "spamassassin"
 MIB = 1024 * 1024
 

@@ -33,7 +33,7 @@ echo "== installing mailvault[test]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 
 if [ -z "${MAILVAULT_CORPUS:-}" ]; then
-    for candidate in ../shared/corpus /work/shared/corpus; do
+    for candidate in ../shared/corpus; do
         if [ -d "$candidate/spamassassin" ]; then
             MAILVAULT_CORPUS=$(cd "$candidate" && pwd)
             export MAILVAULT_CORPUS
