@@ -24,7 +24,7 @@ human; the CLI prints ``mailvault: <message>`` and exits with ``exit_code``.
     ├── RemoteError            talking to a mail server failed
     │   ├── ConnectError       host unreachable, connection refused or dropped
     │   ├── TLSError           certificate not trusted, no STARTTLS where required
-    │   ├── AuthError          login refused
+    │   ├── AuthError          login refused (LoginRequired: OAuth2 sign-in needed)
     │   └── ProtocolError      the server answered something unusable
     └── ExportError            a destination cannot be written
 
@@ -130,3 +130,7 @@ class AuthError(RemoteError):
 
 class ProtocolError(RemoteError):
     """The server answered something that cannot be used."""
+
+
+class LoginRequired(AuthError):
+    """OAuth2: no usable token (never signed in, refresh token revoked or expired): sign in again."""

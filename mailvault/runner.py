@@ -29,7 +29,7 @@ from typing import Any
 from mailvault.backup import BackupOptions, backup
 from mailvault.config import AccountConfig, Config, JobConfig, VaultConfig
 from mailvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ConfigError, LockedError, MailvaultError
-from mailvault.net.session import Credentials, TLSPolicy, parse_url
+from mailvault.net.session import Credentials, Endpoint, TLSPolicy, parse_url
 from mailvault.passwords import from_command, from_env, from_file, secret_provider
 from mailvault.progress import QUIET, Progress
 from mailvault.restore import RestoreOptions, parse_map, restore
@@ -308,7 +308,13 @@ class Runner:
         return result
 
     def _execute(self, repo: Repository, job: JobConfig, acc: AccountConfig, result: TaskResult) -> None:
-        creds, tls = account_access(acc)
+        if acc.auth == "oauth2":
+            from mailvault.auth.access import account_credentials
+
+            creds = account_credentials(self.config, acc, repo.backend, repo.sealer)
+            tls = TLSPolicy(acc.ca_file, acc.allow_plaintext)
+        else:
+            creds, tls = account_access(acc)
         code = EXIT_OK
         if job.kind in ("backup", "migrate"):
             b = backup(
@@ -330,8 +336,8 @@ class Runner:
                 result.message = f"{len(b.failures)} message(s) not fetched: {b.failures[0]}"
         if job.kind in ("restore", "migrate"):
             assert job.target is not None
-            target = parse_url(job.target)
-            tcreds = Credentials(
+            target = parse_url(job.target, self.config.providers)
+            tcreds = self._target_oauth2(repo, target, job) or Credentials(
                 password=secret_provider(
                     env_var=job.target_password_env,
                     command=job.target_password_command,
@@ -376,6 +382,17 @@ class Runner:
         result.exit_code = code
         result.status = "ok" if code == EXIT_OK else "partial"
 
+    def _target_oauth2(self, repo: Repository, target: Endpoint, job: JobConfig) -> Credentials | None:
+        """A ``PROVIDER:ADDRESS`` target that signs in with OAuth2 (no target secret configured)."""
+        from mailvault.auth.access import address_credentials, signs_in_itself
+
+        provider = signs_in_itself(target, self.config.providers)
+        if provider is None or job.target_password_env or job.target_password_command:
+            return None
+        if job.target_oauth2_token_command:
+            return None
+        return address_credentials(target, provider, repo.backend, repo.sealer, self.config.path)
+
     def _hook(self, job: JobConfig, result: TaskResult) -> None:
         command = job.on_success if result.exit_code == EXIT_OK else job.on_failure
         if not command:
@@ -388,6 +405,8 @@ class Runner:
             secret_vars.add(a.password_env or "")
         for j in self.config.jobs.values():
             secret_vars.add(j.target_password_env or "")
+        for provider in self.config.providers.values():
+            secret_vars.add(provider.client_secret_env)
         env = dict(
             {k: v for k, v in os.environ.items() if k not in secret_vars},
             MAILVAULT_JOB=result.job,

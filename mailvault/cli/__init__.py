@@ -16,6 +16,7 @@ from mailvault.cli.common import app
 from mailvault.cli import vault_cmds
 from mailvault.cli import mail_cmds
 from mailvault.cli import runner_cmds
+from mailvault.cli import auth_cmds
 from mailvault.cli import maintenance_cmds
 from mailvault.cli import repair_cmds
 from mailvault.cli import key_cmds
@@ -24,6 +25,7 @@ from mailvault.cli import key_cmds
 
 __all__ = [
     "app",
+    "auth_cmds",
     "key_cmds",
     "mail_cmds",
     "main",

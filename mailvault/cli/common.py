@@ -136,6 +136,17 @@ def _server_access(
     endpoint = parse_url(url)
     if password_env and password_command:
         raise ConfigError("give --password-env or --password-command, not both")
+    if not (password_env or password_command or oauth2_token_command):
+        from mailvault.auth.access import VaultTokens, signs_in_itself
+        from mailvault.net.providers import presets
+
+        provider = signs_in_itself(endpoint, presets())
+        if provider is not None:  # gmail:me@gmail.com: tokens of `mailvault login` in the vault
+            return (
+                endpoint,
+                VaultTokens(endpoint, provider).credentials(),
+                TLSPolicy(str(ca_file) if ca_file else None, allow_plaintext),
+            )
     if oauth2_token_command:
         creds = Credentials(
             oauth2_token=secret_provider(command=oauth2_token_command, label="OAuth2 token", cache=False)
@@ -147,3 +158,11 @@ def _server_access(
             )
         )
     return endpoint, creds, TLSPolicy(str(ca_file) if ca_file else None, allow_plaintext)
+
+
+def _bind_vault(repo: Any, *creds: Any) -> None:
+    """Credentials of a ``PROVIDER:ADDRESS`` read their OAuth2 tokens from the vault just opened."""
+    from mailvault.auth.access import bind_vault
+
+    for c in creds:
+        bind_vault(c, repo.backend, repo.sealer)

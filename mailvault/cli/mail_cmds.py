@@ -20,6 +20,7 @@ from mailvault.cli.common import (
     VaultArg,
     VaultPasswordCommand,
     VaultPasswordFile,
+    _bind_vault,
     _emit_json,
     _human,
     _open,
@@ -81,6 +82,7 @@ def backup(
             connections=max(1, connections),
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
+            _bind_vault(repo, creds)
             return run_backup(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
 
     result = run(go)
@@ -159,6 +161,7 @@ def restore(
             connections=connections,
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
+            _bind_vault(repo, creds)
             return run_restore(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
 
     result = run(go)
@@ -266,6 +269,7 @@ def migrate(
             Repository.init(location, provider()).close()
         name = account or src_ep.account
         with Repository.open(location, provider) as repo:
+            _bind_vault(repo, src_creds, dst_creds)
             b = run_backup(
                 repo,
                 src_ep,

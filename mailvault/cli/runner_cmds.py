@@ -98,6 +98,9 @@ def run_jobs(
         for vault_name, freed in summary.pruned.items():
             if not quiet:
                 typer.echo(f"pruned vault {vault_name}: {_human(freed)} freed")
+        for r in summary.results:
+            if r.status == "failed":  # e.g. "sign in again with `mailvault login ...`"
+                typer.echo(f"mailvault: {r.job}/{r.account}: {r.message}", err=True)
         for e in summary.errors:
             typer.echo(f"mailvault: {e}", err=True)
     if summary.exit_code:

@@ -19,12 +19,18 @@ import socket
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
 
 from mailvault.errors import AuthError, ConfigError, ConnectError, ProtocolError, TLSError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from mailvault.net.providers import Provider
 
 DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 DEFAULT_TIMEOUT = 60.0
@@ -38,6 +44,8 @@ class Endpoint:
     user: str
     host: str
     port: int
+    #: The preset or config provider this endpoint came from (``gmail:me@gmail.com``), else "".
+    provider: str = ""
 
     @property
     def protocol(self) -> str:
@@ -58,8 +66,16 @@ class Endpoint:
         return f"{self.user}@{self.host}"
 
 
-def parse_url(url: str) -> Endpoint:
-    """Parse ``imap[s]://user@host[:port]`` or ``pop3[s]://user@host[:port]``."""
+def parse_url(url: str, providers: Mapping[str, Provider] | None = None) -> Endpoint:
+    """Parse ``imap[s]://user@host[:port]``, ``pop3[s]://user@host[:port]``, or a provider address
+    ``PROVIDER:ADDRESS`` / ``PROVIDER+pop3:ADDRESS`` (``gmail:me@gmail.com``; presets, or ``providers``
+    as a config file extends them)."""
+    from mailvault.net.providers import resolve_address, split_address
+
+    if split_address(url) is not None and url.partition(":")[0].lower() not in DEFAULT_PORTS:
+        provider, protocol, address = resolve_address(url, providers)
+        p_scheme, p_host, p_port = provider.server(protocol)
+        return Endpoint(p_scheme, address, p_host, p_port, provider.name)
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -88,6 +104,33 @@ class Credentials:
 
     password: Callable[[], bytes] | None = None
     oauth2_token: Callable[[], bytes] | None = None
+    #: Asked once when the server refuses a token the client thought valid: a fresh token, or
+    #: an error (e.g. "sign in again"). None: no second try.
+    oauth2_refresh: Callable[[], bytes] | None = None
+    #: SASL mechanism for tokens: "" (XOAUTH2 where offered, else OAUTHBEARER), xoauth2, oauthbearer.
+    sasl: str = ""
+
+
+def pick_sasl(wanted: str, offered: set[str]) -> str:
+    """The SASL mechanism to send a bearer token with (upper case)."""
+    if wanted:
+        return wanted.upper()
+    if "XOAUTH2" not in offered and "OAUTHBEARER" in offered:
+        return "OAUTHBEARER"
+    return "XOAUTH2"
+
+
+def sasl_response(mech: str, user: str, token: str) -> bytes:
+    """The client's SASL response for XOAUTH2 (Google/Microsoft) or OAUTHBEARER (RFC 7628)."""
+    if mech == "OAUTHBEARER":
+        return f"n,a={user.replace('=', '=3D').replace(',', '=2C')},\x01auth=Bearer {token}\x01\x01".encode()
+    return f"user={user}\x01auth=Bearer {token}\x01\x01".encode()
+
+
+NOT_CONNECTED_HINT = (
+    'the server accepted the token but cannot open the mailbox (Exchange: "authenticated but not '
+    'connected"): IMAP/POP may be disabled for it, or an app-only client lacks access to it'
+)
 
 
 @dataclass
@@ -182,10 +225,38 @@ def connect_imap(
         raise
 
 
+def _imap_oauth2(client: imapclient.IMAPClient, ep: Endpoint, creds: Credentials) -> None:
+    assert creds.oauth2_token is not None
+    offered = {
+        c.decode("ascii", "replace").upper()[5:]
+        for c in client.capabilities()
+        if c.upper().startswith(b"AUTH=")
+    }
+    mech = pick_sasl(creds.sasl, offered)
+    token = creds.oauth2_token()
+    for attempt in (1, 2):
+        try:
+            if mech == "OAUTHBEARER":
+                client.oauthbearer_login(ep.user, token.decode())
+            else:
+                client.oauth2_login(ep.user, token.decode())
+            break
+        except LoginError:
+            if attempt == 2 or creds.oauth2_refresh is None:
+                raise
+            token = creds.oauth2_refresh()
+    try:  # a cheap command: Exchange accepts a token, then fails every command on the mailbox
+        client.list_folders("", "")
+    except IMAPClientError as exc:
+        if "not connected" in _text(exc).lower():
+            raise AuthError(f"login as {ep.user} at {_where(ep)}: {NOT_CONNECTED_HINT}") from None
+        raise
+
+
 def _imap_login(client: imapclient.IMAPClient, ep: Endpoint, creds: Credentials) -> None:
     try:
         if creds.oauth2_token is not None:
-            client.oauth2_login(ep.user, creds.oauth2_token().decode())
+            _imap_oauth2(client, ep, creds)
         else:
             if creds.password is None:
                 raise AuthError(f"no password for {ep.account}")
@@ -239,14 +310,7 @@ def connect_pop3(
                 )
         try:
             if creds.oauth2_token is not None:
-                # SASL XOAUTH2 (RFC 5034 AUTH with an initial response), as Gmail and Outlook accept it.
-                sasl = f"user={ep.user}\x01auth=Bearer {creds.oauth2_token().decode()}\x01\x01"
-                resp = conn._shortcmd("AUTH XOAUTH2 " + base64.b64encode(sasl.encode()).decode("ascii"))  # type: ignore[attr-defined]
-                if not resp.startswith(b"+OK"):
-                    # "+ <base64 JSON error>": a refused token is a SASL challenge (RFC 7628), which
-                    # poplib takes for success. An empty response ends the exchange with the -ERR.
-                    conn._shortcmd("")  # type: ignore[attr-defined]
-                    raise poplib.error_proto(b"-ERR the server refused the OAuth2 token")
+                _pop3_oauth2(conn, ep, creds)
             else:
                 if creds.password is None:
                     raise AuthError(f"no password for {ep.account}")
@@ -265,6 +329,42 @@ def connect_pop3(
         raise ProtocolError(f"{_where(ep)}: {_text(exc.args[0] if exc.args else exc)}") from None
     except BaseException:
         _pop_close(conn)
+        raise
+
+
+def _pop3_auth(conn: poplib.POP3, mech: str, response: bytes) -> None:
+    """RFC 5034 AUTH in two steps (``AUTH MECH``, ``+``, then the response on a line of its own), so a
+    long token never makes an over-long command line."""
+    conn._shortcmd(f"AUTH {mech}")  # type: ignore[attr-defined]
+    resp = conn._shortcmd(base64.b64encode(response).decode("ascii"))  # type: ignore[attr-defined]
+    if not resp.startswith(b"+OK"):
+        # "+ <base64 JSON error>": a refused token is a SASL challenge (RFC 7628), which poplib
+        # takes for success. An empty response ends the exchange with the -ERR.
+        with contextlib.suppress(poplib.error_proto):
+            conn._shortcmd("")  # type: ignore[attr-defined]
+        raise poplib.error_proto(b"-ERR the server refused the OAuth2 token")
+
+
+def _pop3_oauth2(conn: poplib.POP3, ep: Endpoint, creds: Credentials) -> None:
+    assert creds.oauth2_token is not None
+    try:
+        offered = {m.upper() for m in conn.capa().get("SASL", [])}
+    except poplib.error_proto:
+        offered = set()
+    mech = pick_sasl(creds.sasl, offered)
+    token = creds.oauth2_token()
+    try:
+        _pop3_auth(conn, mech, sasl_response(mech, ep.user, token.decode()))
+    except poplib.error_proto:
+        if creds.oauth2_refresh is None:
+            raise
+        token = creds.oauth2_refresh()
+        _pop3_auth(conn, mech, sasl_response(mech, ep.user, token.decode()))
+    try:  # a cheap command: Exchange accepts a token, then fails on the mailbox
+        conn.stat()
+    except poplib.error_proto as exc:
+        if "not connected" in _text(exc.args[0] if exc.args else exc).lower():
+            raise AuthError(f"login as {ep.user} at {_where(ep)}: {NOT_CONNECTED_HINT}") from None
         raise
 
 

@@ -18,12 +18,13 @@ stops it and writes the matching ``dovecot-oauth2.conf.ext``.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import secrets
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 HOST = "127.0.0.1"
 PATH = "/introspect"
@@ -41,6 +42,10 @@ class IntrospectionServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
+        from tests.servers.idp import TestIdP
+
+        #: The authorization server on the same port (tests/servers/idp.py); tokens are shared.
+        self.idp = TestIdP(self)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -111,11 +116,15 @@ class IntrospectionServer:
         with self._lock:
             return len(self.lookups) if token is None else self.lookups.count(token)
 
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
     def _introspect(self, token: str) -> dict[str, object]:
         with self._lock:
             self.lookups.append(token)
             user = self._tokens.get(token)
-        if user is None:
+        if user is None or self.idp.expired(token):
             return {"active": False}
         return {"active": True, "username": user, "scope": "mail", "token_type": "Bearer"}
 
@@ -127,9 +136,34 @@ def _handler_for(server: IntrospectionServer) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode("utf-8", "replace") if length else ""
+            path = urlsplit(self.path).path
+            if path in ("/token", "/device"):
+                form = {k: v[0] for k, v in parse_qs(body).items()}
+                if path == "/device":
+                    self._send(*server.idp.device(form))
+                else:
+                    self._send(*server.idp.token(form, self._basic()))
+                return
             self._answer(parse_qs(body).get("token", [None])[0])
 
+        def _basic(self) -> tuple[str, str] | None:
+            auth = self.headers.get("Authorization") or ""
+            if not auth.lower().startswith("basic "):
+                return None
+            user, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
+            return unquote_plus(user), unquote_plus(secret)
+
         def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+            if parts.path == "/authorize":
+                status, headers, payload = server.idp.authorize(query)
+                self._send(status, payload or {}, headers)
+                return
+            if parts.path == "/device":
+                ok = server.idp.approve_device(query.get("user_code", ""), query.get("user"))
+                self._send(200 if ok else 404, {"approved": ok})
+                return
             token = parse_qs(urlsplit(self.path).query).get("token", [None])[0]
             if token is None:  # introspection_mode = auth: "Authorization: Bearer TOKEN"
                 auth = self.headers.get("Authorization") or ""
@@ -145,9 +179,13 @@ def _handler_for(server: IntrospectionServer) -> type[BaseHTTPRequestHandler]:
             else:
                 self._send(200, server._introspect(token))
 
-        def _send(self, status: int, payload: dict[str, object]) -> None:
+        def _send(
+            self, status: int, payload: dict[str, object], headers: dict[str, str] | None = None
+        ) -> None:
             data = json.dumps(payload).encode()
             self.send_response(status)
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", "no-store")
