@@ -66,9 +66,17 @@ def init(
 @app.command("import")
 def import_(
     vault: VaultArg,
-    path: Annotated[Path, typer.Argument(help="mbox file, Maildir, .eml directory or Thunderbird folder.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="mbox file, Maildir, .eml directory, Thunderbird folder, Apple Mail tree, Takeout mbox, PST."
+        ),
+    ],
     account: Annotated[str, typer.Option("--account", help="Account name the snapshot is filed under.")],
-    fmt: Annotated[str, typer.Option("--format", help="auto, maildir, mbox, eml or thunderbird.")] = "auto",
+    fmt: Annotated[
+        str,
+        typer.Option("--format", help="auto, maildir, mbox, eml, thunderbird, applemail, takeout or pst."),
+    ] = "auto",
     mboxrd: Annotated[bool, typer.Option("--mboxrd", help="Unescape >From lines (mboxrd files).")] = False,
     password_file: PasswordFile = None,
     password_command: PasswordCommand = None,
@@ -77,9 +85,10 @@ def import_(
 ) -> None:
     """Import a local mail store as one snapshot of ACCOUNT."""
     from mailvault.importer import import_local
+    from mailvault.sources.detect import FORMATS
 
-    if fmt not in ("auto", "maildir", "mbox", "eml", "thunderbird"):
-        _fail(f"unknown --format {fmt!r} (auto, maildir, mbox, eml, thunderbird)", EXIT_ERROR)
+    if fmt not in ("auto", *FORMATS):
+        _fail(f"unknown --format {fmt!r} (auto, {', '.join(FORMATS)})", EXIT_ERROR)
 
     def go() -> Any:
         with _open(vault, password_file, password_command) as repo:
@@ -89,13 +98,17 @@ def import_(
 
     result = run(go)
     if as_json:
-        _emit_json(asdict(result))
+        _emit_json({**asdict(result), "exit_code": result.exit_code})
     elif not quiet:
         typer.echo(
             f"snapshot {result.snapshot[:12]} ({result.account}, {result.format}): {result.folders} folders, "
             f"{result.messages} messages, {_human(result.bytes)}; new: {result.new_messages} messages, "
             f"{_human(result.new_bytes)} -> stored {_human(result.stored_bytes)} in {result.duration:.1f}s"
         )
+    for problem in result.problems:
+        typer.echo(f"mailvault: {problem}", err=True)
+    if result.exit_code:
+        raise typer.Exit(result.exit_code)
 
 
 @app.command()

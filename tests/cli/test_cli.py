@@ -300,7 +300,7 @@ def test_init_non_empty_directory(tmp_path: Path) -> None:
 def test_bad_options(vault: str, tmp_path: Path) -> None:
     assert (
         "unknown --format"
-        in mv("import", vault, tmp_path, "--account", "a", "--format", "pst", code=2).stderr
+        in mv("import", vault, tmp_path, "--account", "a", "--format", "lotus-notes", code=2).stderr
     )
     assert (
         "unknown --format" in mv("export", vault, "latest", tmp_path / "x", "--format", "pst", code=2).stderr
