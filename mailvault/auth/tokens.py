@@ -95,9 +95,10 @@ class TokenSource:
                     self.login_command,
                     f"no OAuth2 sign-in for {self.user} in {self.store.where}",
                 )
-            if rec is None or stored.generation > rec.generation:
+            newer = rec is not None and stored.generation > rec.generation
+            if rec is None or newer:
                 rec = stored  # another process or machine may have refreshed already
-            if force or rec.valid_for() < margin(rec):
+            if (force and not newer) or rec.valid_for() < margin(rec):
                 rec = self._refresh(rec)
         self._record = rec
         return rec.access_token

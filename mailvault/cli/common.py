@@ -121,6 +121,18 @@ AllowPlaintext = Annotated[
 ]
 
 
+def _cli_providers(url: str) -> Any:
+    """For a ``PROVIDER:ADDRESS``: the providers of the config file ($MAILVAULT_CONFIG or the default
+    path) when there is one, so its [oauth2_providers] tables apply on the command line too."""
+    from mailvault.config import default_config_path, load_config
+    from mailvault.net.providers import split_address
+
+    if split_address(url) is None or "://" in url:
+        return None
+    path = default_config_path()
+    return load_config(path).providers if path.exists() else None
+
+
 def _server_access(
     url: str,
     password_env: str | None,
@@ -133,14 +145,15 @@ def _server_access(
     from mailvault.net.session import Credentials, TLSPolicy, parse_url
     from mailvault.passwords import secret_provider
 
-    endpoint = parse_url(url)
+    providers = _cli_providers(url)
+    endpoint = parse_url(url, providers)
     if password_env and password_command:
         raise ConfigError("give --password-env or --password-command, not both")
     if not (password_env or password_command or oauth2_token_command):
         from mailvault.auth.access import VaultTokens, signs_in_itself
         from mailvault.net.providers import presets
 
-        provider = signs_in_itself(endpoint, presets())
+        provider = signs_in_itself(endpoint, providers or presets())
         if provider is not None:  # gmail:me@gmail.com: tokens of `mailvault login` in the vault
             return (
                 endpoint,

@@ -43,6 +43,7 @@ class Setup:
     secret: str = ""
     hook_file: Path | None = None
     extra_provider: dict[str, Any] = field(default_factory=dict)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -50,7 +51,7 @@ class Setup:
         return self.server.oauth2.base_url
 
     def env(self) -> dict[str, str]:
-        return {self.secret_env: self.secret} if self.secret_env else {}
+        return {**({self.secret_env: self.secret} if self.secret_env else {}), **self.extra_env}
 
     def mv(
         self, *args: str | Path, code: int | None = None, timeout: float = 120

@@ -288,3 +288,75 @@ def test_missing_login_is_one_line(
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and "no OAuth2 sign-in for" in lines[0] and "mailvault login alice" in lines[0]
     assert mail_objects(vault) == before
+
+
+def test_provider_address_on_the_command_line(
+    oauth2_dovecot: Dovecot,
+    idp: TestIdP,
+    oauth2_source: str,
+    oauth2_empty_user: tuple[str, str],
+    vault: Path,
+    tmp_path: Path,
+) -> None:
+    """PROVIDER:ADDRESS works where a URL does: login, backup, restore --dry-run, migrate — the provider
+    defined in the config ($MAILVAULT_CONFIG), the tokens in the vault."""
+    server = oauth2_dovecot
+    s = make_setup(server, idp, oauth2_source, vault, tmp_path, confidential=False)
+    s.extra_provider = {"imap_host": server.host, "imap_port": server.imaps_port, "pop3_host": server.host,
+                        "pop3_port": server.pop3s_port, "auth": ["oauth2"]}  # fmt: skip
+    write_config(s, hooks=False)
+    s.extra_env = {"MAILVAULT_CONFIG": str(s.config)}
+    target = oauth2_empty_user[0]
+    for user in (oauth2_source, target):
+        lp = LoginProcess(s, f"testidp:{user}", "--vault", vault, "--no-browser")
+        assert get(lp.wait_line(lambda x: x.startswith(f"{s.base}/authorize?")))[0] == 200
+        code, out, err = lp.finish()
+        assert code == 0 and f"signed in {user} (testidp)" in out, err
+    ca = ["--ca-file", server.ca_file]
+    backup = json.loads(s.mv("backup", vault, f"testidp:{oauth2_source}", *ca, "--json", code=0).stdout)
+    assert backup["messages"] == sum(SEEDED.values())
+    pop = json.loads(s.mv("backup", vault, f"testidp+pop3:{oauth2_source}", *ca, "--json", code=0).stdout)
+    assert pop["messages"] == SEEDED["INBOX"]
+    plan = s.mv(
+        "restore", vault, f"testidp:{target}", "--account", backup["account"], "--dry-run", *ca, code=0
+    )
+    assert f"imaps://{target}@{server.host}:{server.imaps_port}" in plan.stdout
+    migrated = json.loads(
+        s.mv(
+            "migrate",
+            f"testidp:{oauth2_source}",
+            f"testidp:{target}",
+            "--vault",
+            vault,
+            *ca,
+            "--json",
+            code=0,
+        ).stdout
+    )
+    assert migrated["restore"]["uploaded"] == sum(SEEDED.values())
+    rows = json.loads(s.mv("accounts", f"testidp:{target}", "--vault", vault, "--json", code=0).stdout)
+    assert rows[0]["host"] == server.host and rows[0]["port"] == server.imaps_port
+    assert rows[0]["token"]["state"] == "valid"
+
+
+@pytest.mark.parametrize("scheme", ["pop3s", "imaps"])
+def test_long_token_two_step_auth(
+    oauth2_dovecot: Dovecot, oauth2_source: str, vault: Path, scheme: str
+) -> None:
+    """Microsoft's tokens are over 2000 characters: POP3 sends `AUTH XOAUTH2`, then the response on
+    a line of its own (a one-line AUTH would exceed the 255-octet command limit)."""
+    import secrets
+
+    token = oauth2_dovecot.issue_oauth2_token(oauth2_source, "mvtok-" + secrets.token_urlsafe(2400))
+    assert len(token) > 3000
+    port = {"imaps": oauth2_dovecot.imaps_port, "pop3s": oauth2_dovecot.pop3s_port}[scheme]
+    from tests import common
+
+    proc = common.mv(
+        "backup", vault, f"{scheme}://{oauth2_source}@{oauth2_dovecot.host}:{port}",
+        "--oauth2-token-command", f"printf {token}", "--ca-file", oauth2_dovecot.ca_file, "--json",
+    )  # fmt: skip
+    assert json.loads(proc.stdout)["messages"] == (
+        SEEDED["INBOX"] if scheme == "pop3s" else sum(SEEDED.values())
+    )
+    assert oauth2_dovecot.oauth2 is not None and oauth2_dovecot.oauth2.lookup_count(token) >= 1
