@@ -7,6 +7,8 @@ is stored under the key ``PREFIX/name``.
 * ``put`` is a single PutObject up to 16 MiB and a multipart upload (8 MiB
   parts, aborted on failure) above; both are atomic on S3. ``exclusive=True``
   sends ``If-None-Match: *`` so the create is atomic server-side.
+* Multipart uploads left by a writer killed mid-upload are aborted by :meth:`S3Backend.cleanup_temp`
+  (the next writer: those over an hour old; prune, under the exclusive lock: all).
 * Errors become :class:`StorageError` subclasses with one-line messages that
   name the vault location and never include credentials.
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, NoReturn
 from urllib.parse import urlsplit
 
@@ -240,15 +243,20 @@ class S3Backend(Backend):
                 self._raise(exc, "reading", name)
             except BotoCoreError as exc:
                 self._raise(exc, "reading", name)
+            # StreamingBody.read() itself (not the raw urllib3 stream a ``with`` block hands out):
+            # it turns a connection broken mid-body into ResponseStreamingError and a short body
+            # into IncompleteReadError, both retried here.
+            body = resp["Body"]
             try:
-                with resp["Body"] as body:
-                    return body.read()
+                return body.read()
             except _BODY_ERRORS as exc:
                 # botocore does not retry a body stream that breaks midway.
                 if attempt == _BODY_ATTEMPTS:
                     self._raise(exc, "reading", name)
             except BotoCoreError as exc:
                 self._raise(exc, "reading", name)
+            finally:
+                body.close()
         raise AssertionError("unreachable")  # pragma: no cover
 
     def list(self, prefix: str = "") -> Iterator[tuple[str, int]]:
@@ -295,6 +303,27 @@ class S3Backend(Backend):
         if n is None:
             raise ObjectNotFound(f"{self.location}: no object {name}")
         return n
+
+    def cleanup_temp(self, older_than_seconds: float = 3600.0) -> int:
+        """Abort multipart uploads under the prefix started over ``older_than_seconds`` ago (left by
+        writers killed mid-upload: they cost storage until aborted); return how many."""
+        base = f"{self.prefix}/" if self.prefix else ""
+        cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+        aborted = 0
+        try:
+            paginator = self._client.get_paginator("list_multipart_uploads")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=base):
+                for upload in page.get("Uploads", []):
+                    key, upload_id = upload.get("Key", ""), upload.get("UploadId", "")
+                    started = upload.get("Initiated")
+                    if not key.startswith(base) or (started is not None and started > cutoff):
+                        continue
+                    with contextlib.suppress(ClientError):  # already completed or aborted
+                        self._client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                        aborted += 1
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, "cleaning up multipart uploads")
+        return aborted
 
     def close(self) -> None:
         self._client.close()

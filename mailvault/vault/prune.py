@@ -42,6 +42,7 @@ class PruneResult:
     bytes_before: int = 0
     bytes_after: int = 0
     index_files_replaced: int = 0
+    temp_removed: int = 0  # temp files / S3 multipart uploads left by killed writers
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -149,6 +150,11 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
             result.index_files_replaced += 1
     for pack_id in (*drop, *repack):
         backend.delete(pack_name(pack_id))
+    # 5. Leftovers of killed writers (local temp files, S3 multipart uploads): no writer can be at
+    #    work under the exclusive lock, so all of them go.
+    cleanup = getattr(backend, "cleanup_temp", None)
+    if cleanup is not None:
+        result.temp_removed = cleanup(0.0)
     repo.resync_index()
     result.bytes_after = sum(size for _, size in backend.list("data/"))
     return result

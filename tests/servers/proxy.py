@@ -4,7 +4,8 @@ It never looks at the bytes, so TLS (IMAPS, or STARTTLS after the plain greeting
 untouched; point the client at ``proxy.port`` and keep verifying the server's certificate as usual
 (the certificate names 127.0.0.1/localhost, which is also where the proxy listens).
 
-Faults are counted on the server→client direction, from the moment they are armed:
+Faults are counted on the server→client direction (``direction="c2s"``: client→server, e.g. to cut
+inside an APPEND upload), from the moment they are armed:
 
 * ``cut_after(n)``: forward ``n`` more bytes to the client, then close both sockets (FIN, or RST with
   ``rst=True``). If no connection is active, it applies to the next one, counted from its first byte.
@@ -32,6 +33,7 @@ _CHUNK = 65536
 class _Fault:
     kind: str  # "cut" | "stall"
     nbytes: int
+    direction: str = "s2c"  # the bytes counted: "s2c" (server to client) or "c2s"
     seconds: float = 0.0
     rst: bool = False
     times: int | None = 1  # None: every connection
@@ -89,9 +91,10 @@ class FaultProxy:
         self._acceptor.start()
 
     # ----------------------------------------------------------------- control
-    def cut_after(self, nbytes: int, *, rst: bool = False, times: int | None = 1) -> None:
-        """Close client and server sockets once ``nbytes`` more bytes went server→client."""
-        self._arm(_Fault("cut", nbytes, rst=rst, times=times))
+    def cut_after(self, nbytes: int, *, rst: bool = False, times: int | None = 1, direction: str = "s2c") -> None:
+        """Close client and server sockets once ``nbytes`` more bytes went server→client (or
+        client→server with ``direction="c2s"``)."""
+        self._arm(_Fault("cut", nbytes, rst=rst, times=times, direction=direction))
 
     def stall_after(self, nbytes: int, seconds: float, *, times: int | None = 1) -> None:
         """Stop forwarding for ``seconds`` once ``nbytes`` more bytes went server→client."""
@@ -176,10 +179,12 @@ class FaultProxy:
             self._threads.append(t)
             t.start()
 
-    def _next_fault(self, conn: _Conn) -> tuple[_Fault, int] | None:
+    def _next_fault(self, conn: _Conn, direction: str) -> tuple[_Fault, int] | None:
         """The armed fault of ``conn`` that fires first, with its remaining byte budget."""
         best: tuple[_Fault, int] | None = None
         for fault in self._faults:
+            if fault.direction != direction:
+                continue
             rem = fault.remaining.get(conn.id)
             if rem is not None and rem >= 0 and (best is None or rem < best[1]):
                 best = (fault, rem)
@@ -192,17 +197,20 @@ class FaultProxy:
             if fired_everywhere:
                 self._faults.remove(fault)
 
-    def _forward_s2c(self, conn: _Conn, data: bytes) -> bool:
-        """Send server data to the client, applying faults. False once the connection is cut."""
+    def _forward(self, conn: _Conn, data: bytes, direction: str = "s2c") -> bool:
+        """Send data on, applying the faults of that direction. False once the connection is cut."""
+        dst = conn.client if direction == "s2c" else conn.server
         while data:
             with self._lock:
-                nxt = self._next_fault(conn)
+                nxt = self._next_fault(conn, direction)
                 if nxt is None or nxt[1] > len(data):
                     take = len(data)
                     fault = None
                 else:
                     fault, take = nxt
                 for f in self._faults:
+                    if f.direction != direction:
+                        continue
                     rem = f.remaining.get(conn.id)
                     if rem is not None and rem >= 0:
                         f.remaining[conn.id] = rem - take
@@ -212,10 +220,16 @@ class FaultProxy:
                         self.cuts += 1
                     else:
                         self.stalls += 1
-                self.bytes_s2c += take
+                if direction == "s2c":
+                    self.bytes_s2c += take
+                else:
+                    self.bytes_c2s += take
             if take:
-                conn.client.sendall(data[:take])
-                conn.bytes_s2c += take
+                dst.sendall(data[:take])
+                if direction == "s2c":
+                    conn.bytes_s2c += take
+                else:
+                    conn.bytes_c2s += take
             data = data[take:]
             if fault is not None:
                 if fault.kind == "cut":
@@ -249,12 +263,7 @@ class FaultProxy:
                         with contextlib.suppress(OSError):
                             dst.shutdown(socket.SHUT_WR)
                         continue
-                    if direction == "c2s":
-                        dst.sendall(data)
-                        conn.bytes_c2s += len(data)
-                        with self._lock:
-                            self.bytes_c2s += len(data)
-                    elif not self._forward_s2c(conn, data):
+                    if not self._forward(conn, data, direction):
                         open_dirs.clear()
                         break
         except OSError:
