@@ -91,7 +91,9 @@ class FaultProxy:
         self._acceptor.start()
 
     # ----------------------------------------------------------------- control
-    def cut_after(self, nbytes: int, *, rst: bool = False, times: int | None = 1, direction: str = "s2c") -> None:
+    def cut_after(
+        self, nbytes: int, *, rst: bool = False, times: int | None = 1, direction: str = "s2c"
+    ) -> None:
         """Close client and server sockets once ``nbytes`` more bytes went server→client (or
         client→server with ``direction="c2s"``)."""
         self._arm(_Fault("cut", nbytes, rst=rst, times=times, direction=direction))
