@@ -17,6 +17,7 @@ import contextlib
 import poplib
 import socket
 import ssl
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -133,11 +134,34 @@ NOT_CONNECTED_HINT = (
 )
 
 
+def _stderr_warning(message: str) -> None:
+    print(f"mailvault: warning: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass
 class TLSPolicy:
     ca_file: str | None = None
     allow_plaintext: bool = False
     _ctx: ssl.SSLContext | None = field(default=None, repr=False)
+    #: Where the --allow-plaintext warning goes (once per policy, i.e. once per run).
+    warn: Callable[[str], None] = field(default=_stderr_warning, repr=False)
+    _warned: bool = field(default=False, repr=False)
+
+    def plaintext_warning(self, ep: Endpoint, *, used: bool) -> None:
+        """--allow-plaintext is a risk on every run, used or not: say so, once per run."""
+        if self._warned:
+            return
+        self._warned = True
+        if used:
+            self.warn(
+                f"logging in to {_where(ep)} without TLS (--allow-plaintext): the password and the mail "
+                "cross the network unencrypted"
+            )
+        else:
+            self.warn(
+                f"--allow-plaintext is set for {_where(ep)}: STARTTLS was used this time, but a server "
+                "(or anyone in between) that hides STARTTLS would get the password unencrypted"
+            )
 
     def context(self) -> ssl.SSLContext:
         if self._ctx is None:
@@ -152,9 +176,27 @@ def _where(ep: Endpoint) -> str:
     return f"{ep.host}:{ep.port}"
 
 
+#: OpenSSL verification results with a message of their own (X509_V_ERR_*).
+_X509_NOT_YET_VALID = 9
+_X509_EXPIRED = 10
+_X509_NAME_MISMATCH = frozenset({62, 64})  # host name, IP address
+
+
 def map_network_error(ep: Endpoint, exc: BaseException) -> Exception:
     """Translate a low-level exception into a one-line mailvault error."""
     if isinstance(exc, ssl.SSLCertVerificationError):
+        code = exc.verify_code
+        if code == _X509_EXPIRED:
+            return TLSError(f"TLS certificate of {_where(ep)} has expired; refusing to connect")
+        if code == _X509_NOT_YET_VALID:
+            return TLSError(
+                f"TLS certificate of {_where(ep)} is not valid yet; refusing to connect (check the clock)"
+            )
+        if code in _X509_NAME_MISMATCH:
+            return TLSError(
+                f"TLS certificate of {_where(ep)} is not for {ep.host!r} ({exc.verify_message}); "
+                "refusing to connect (use the host name the certificate names)"
+            )
         return TLSError(
             f"TLS certificate of {_where(ep)} is not trusted ({exc.verify_message}); "
             "use --ca-file for a private CA"
@@ -205,11 +247,15 @@ def connect_imap(
         if not ep.implicit_tls:
             if client.has_capability("STARTTLS"):
                 client.starttls(tls.context())
+                if tls.allow_plaintext:
+                    tls.plaintext_warning(ep, used=False)
             elif not tls.allow_plaintext:
                 raise TLSError(
                     f"{_where(ep)} offers no STARTTLS; refusing to log in without TLS "
                     "(use imaps://, or --allow-plaintext to accept that risk)"
                 )
+            else:
+                tls.plaintext_warning(ep, used=True)
         _imap_login(client, ep, creds)
         client.normalise_times = False
         client.folder_encode = False
@@ -303,11 +349,15 @@ def connect_pop3(
                 caps = {}
             if "STLS" in caps:
                 conn.stls(tls.context())
+                if tls.allow_plaintext:
+                    tls.plaintext_warning(ep, used=False)
             elif not tls.allow_plaintext:
                 raise TLSError(
                     f"{_where(ep)} offers no STLS; refusing to log in without TLS "
                     "(use pop3s://, or --allow-plaintext to accept that risk)"
                 )
+            else:
+                tls.plaintext_warning(ep, used=True)
         try:
             if creds.oauth2_token is not None:
                 _pop3_oauth2(conn, ep, creds)
