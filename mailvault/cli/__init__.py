@@ -15,6 +15,7 @@ from mailvault.cli.common import app
 # isort: off
 from mailvault.cli import vault_cmds
 from mailvault.cli import mail_cmds
+from mailvault.cli import discover_cmds
 from mailvault.cli import runner_cmds
 from mailvault.cli import auth_cmds
 from mailvault.cli import maintenance_cmds
@@ -26,6 +27,7 @@ from mailvault.cli import key_cmds
 __all__ = [
     "app",
     "auth_cmds",
+    "discover_cmds",
     "key_cmds",
     "mail_cmds",
     "main",
