@@ -237,7 +237,7 @@ def load_config(path: str | Path) -> Config:
             raise c.fail(where, "client_secret", "secrets do not belong in the config; use client_secret_env")
         for key, value in t.items():  # one key at a time, so an error names its line
             try:
-                registry({name: {key: value}})
+                registry({name: {key: value, **({"preset": t["preset"]} if "preset" in t else {})}})
             except ConfigError as exc:
                 raise c.fail(where, key, str(exc).split(": ", 1)[-1]) from None
         overrides[name] = t

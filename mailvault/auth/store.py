@@ -149,6 +149,11 @@ class VaultTokenStore(TokenStore):
         return None
 
     def save(self, record: TokenRecord) -> TokenRecord:
+        if not self.sealer.encrypted:
+            raise ConfigError(
+                f"{self.backend.location} is not encrypted: OAuth2 tokens are not stored in it in "
+                'plaintext; use an encrypted vault or token_store = "keyring"'
+            )
         sealed = self.sealer.seal(record.to_json(), AD_TOKEN)
         for _ in range(5):
             names = self._names(record.key)

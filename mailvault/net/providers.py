@@ -172,8 +172,18 @@ def presets() -> Mapping[str, Provider]:
 def registry(overrides: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Provider]:
     """Presets with a config's ``[oauth2_providers.NAME]`` tables applied (new names are new providers)."""
     out = dict(presets())
-    for name, values in (overrides or {}).items():
-        base = out.get(name) or Provider(name, title=name, auth=("oauth2",))
+    for name, table in (overrides or {}).items():
+        values = dict(table)
+        based_on = values.pop("preset", None)
+        if based_on is not None:  # a new provider starting from a preset's fields
+            if not isinstance(based_on, str) or based_on not in presets():
+                known = ", ".join(sorted(presets()))
+                raise ConfigError(
+                    f"oauth2_providers.{name}.preset: expected one of {known}, got {based_on!r}"
+                )
+            base = dataclasses.replace(presets()[based_on], name=name)
+        else:
+            base = out.get(name) or Provider(name, title=name, auth=("oauth2",))
         out[name] = base.override(values, f"oauth2_providers.{name}.")
     return out
 

@@ -176,3 +176,41 @@ def test_login_without_client_id_explains_registration(vault: Path) -> None:
 def test_password_only_provider_has_no_login(vault: Path) -> None:
     proc = mv("login", "icloud:me@icloud.com", "--vault", vault, code=None)
     assert_one_line_error(proc, 2, "does not sign in with OAuth2")
+
+
+def test_a_new_provider_based_on_a_preset(tmp_path: Path) -> None:
+    path = _config(
+        tmp_path,
+        '[oauth2_providers.workspace]\npreset = "gmail"\ngrant = "jwt_bearer"\n'
+        'service_account_file = "/etc/mailvault/sa.json"\n\n'
+        '[accounts.boss]\nurl = "workspace:boss@example.com"\n',
+    )
+    cfg = load_config(path)
+    ws = cfg.providers["workspace"]
+    assert (ws.imap_host, ws.grant, ws.scopes) == (
+        "imap.gmail.com",
+        "jwt_bearer",
+        ("https://mail.google.com/",),
+    )
+    assert cfg.providers["gmail"].grant == "authorization_code"  # the preset itself is unchanged
+    assert cfg.accounts["boss"].auth == "oauth2" and cfg.accounts["boss"].oauth2_provider == "workspace"
+    bad = _config(tmp_path, '[oauth2_providers.w]\npreset = "nope"\n')
+    assert_one_line_error(mv("config", "check", bad, code=None), 2, "preset: expected one of")
+
+
+def test_tokens_are_never_stored_in_an_unencrypted_vault(tmp_path: Path) -> None:
+    from mailvault.auth.store import VaultTokenStore
+    from mailvault.auth.tokens import record_from_token
+    from mailvault.net.providers import Provider
+    from mailvault.storage.local import LocalBackend
+    from mailvault.vault.crypto import PlainSealer
+
+    store = VaultTokenStore(LocalBackend(str(tmp_path / "plain")), PlainSealer())
+    rec = record_from_token(
+        Provider("x", token_url="https://i/t"), "me", {"access_token": "AT"}, "authorization_code"
+    )
+    with pytest.raises(ConfigError, match="not encrypted"):
+        store.save(rec)
+    assert not list((tmp_path / "plain").rglob("*")) or not any(
+        p.is_file() for p in (tmp_path / "plain").rglob("*")
+    )

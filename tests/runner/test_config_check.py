@@ -72,7 +72,7 @@ def test_example_config_checks_ok() -> None:
     assert res.returncode == 0
     assert "ok" in res.stdout and res.stderr == ""
     info = json.loads(cli("config", "check", REPO_ROOT / "config.example.toml", "--json").stdout)
-    assert info["ok"] and info["jobs"] == 4 and info["accounts"] == 3 and info["vaults"] == 2
+    assert info["ok"] and info["jobs"] == 4 and info["accounts"] == 5 and info["vaults"] == 2
 
 
 def test_base_config_is_valid(tmp_path: Path) -> None:
