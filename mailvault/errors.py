@@ -15,7 +15,8 @@ human; the CLI prints ``mailvault: <message>`` and exits with ``exit_code``.
     │   ├── FormatError        unknown format version, unreadable object
     │   ├── IntegrityError     authentication, decompression or hash mismatch
     │   ├── LockedError        another process holds an incompatible lock
-    │   └── SnapshotNotFound   no such snapshot / ambiguous prefix
+    │   ├── SnapshotNotFound   no such snapshot / ambiguous prefix
+    │   └── IndexError_        the local search index is unusable
     ├── StorageError           a backend operation failed
     │   ├── ObjectNotFound
     │   ├── ObjectExists       conditional create lost the race
@@ -26,7 +27,8 @@ human; the CLI prints ``mailvault: <message>`` and exits with ``exit_code``.
     │   ├── TLSError           certificate not trusted, no STARTTLS where required
     │   ├── AuthError          login refused (LoginRequired: OAuth2 sign-in needed)
     │   └── ProtocolError      the server answered something unusable
-    └── ExportError            a destination cannot be written
+    ├── ExportError            a destination cannot be written
+    └── QueryError             a search query does not parse (names the token)
 
 Exit codes: 0 ok, 1 partial (the run finished but something was skipped or
 damaged), 2 error (nothing, or not all that was asked, was done).
@@ -134,3 +136,11 @@ class ProtocolError(RemoteError):
 
 class LoginRequired(AuthError):
     """OAuth2: no usable token (never signed in, refresh token revoked or expired): sign in again."""
+
+
+class QueryError(MailvaultError):
+    """A search query cannot be parsed; the message names the offending token."""
+
+
+class IndexError_(VaultError):
+    """The local search index cannot be opened or used (rebuild it with ``index --rebuild``)."""

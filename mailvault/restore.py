@@ -25,7 +25,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -83,6 +83,8 @@ class RestoreOptions:
     verify: bool = True
     #: Parallel IMAP connections (folders are spread over them).
     connections: int | None = None
+    #: Only these messages (``restore --search``): folder -> {(str(uid), blob hex)}.
+    selection: Mapping[str, set[tuple[str, str]]] | None = None
 
 
 @dataclass
@@ -230,6 +232,8 @@ class _Restore:
     def _selected_folders(self) -> list[SnapshotFolder]:
         inc = self.options.folders
         chosen = [f for f in self.snap.folders if not inc or any(fnmatch.fnmatchcase(f.name, g) for g in inc)]
+        if self.options.selection is not None:
+            chosen = [f for f in chosen if self.options.selection.get(f.name)]
         # Gmail: \All last, so every message is first placed in its labelled folders.
         return sorted(chosen, key=lambda f: f.special_use == "\\All")
 
@@ -261,6 +265,10 @@ class _Restore:
                 name, reason = self._translate(f, prefix, delim), "same name"
             found = existing.get(name)
             raw = found.name_raw if found else mutf7.encode(name).decode("ascii")
+            n_msgs, n_bytes = f.messages, f.bytes
+            if self.options.selection is not None:
+                picked = self._occurrences(f)
+                n_msgs, n_bytes = len(picked), sum(w.entry.size for w in picked)
             plans.append(
                 FolderPlan(
                     source=f.name,
@@ -268,8 +276,8 @@ class _Restore:
                     target_raw=raw,
                     reason=reason,
                     create=found is None and name.upper() != "INBOX",
-                    messages=f.messages,
-                    bytes=f.bytes,
+                    messages=n_msgs,
+                    bytes=n_bytes,
                     special_use=special,
                 )
             )
@@ -354,7 +362,12 @@ class _Restore:
             state = self.target.select(p.target_raw)
         except (Rejected, ProtocolError):
             return
-        p.already = len(self.journal.done(self.key, p.target_raw, state.uidvalidity))
+        done = self.journal.done(self.key, p.target_raw, state.uidvalidity)
+        if self.options.selection is not None:
+            folder = next(f for f in self.snap.folders if f.name == p.source)
+            p.already = sum((w.entry.blob, w.seq) in done for w in self._occurrences(folder))
+        else:
+            p.already = len(done)
 
     def _occurrences(self, folder: SnapshotFolder) -> list[_Work]:
         seen: Counter[str] = Counter()
@@ -362,6 +375,10 @@ class _Restore:
         for e in self.repo.read_manifest(folder):
             out.append(_Work(e, seen[e.blob]))
             seen[e.blob] += 1
+        selection = self.options.selection
+        if selection is not None:  # filtered after numbering: a copy keeps its journal identity
+            keep = selection.get(folder.name, set())
+            out = [w for w in out if (str(w.entry.uid), w.entry.blob) in keep]
         return out
 
     def _ensure_folder(self, p: FolderPlan) -> bool:

@@ -21,6 +21,7 @@ from mailvault.cli import auth_cmds
 from mailvault.cli import maintenance_cmds
 from mailvault.cli import repair_cmds
 from mailvault.cli import key_cmds
+from mailvault.cli import search_cmds
 
 # isort: on
 
@@ -34,6 +35,7 @@ __all__ = [
     "maintenance_cmds",
     "repair_cmds",
     "runner_cmds",
+    "search_cmds",
     "vault_cmds",
 ]
 

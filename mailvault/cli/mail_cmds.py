@@ -122,6 +122,9 @@ def restore(
         str | None, typer.Option("--into", help="Put every message into this one folder.")
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Only the messages of the snapshot matching this query.")
+    ] = None,
     max_upload_mb_per_day: Annotated[
         int | None,
         typer.Option("--max-upload-mb-per-day", help="Stop (resumable) after this much; Gmail default 500."),
@@ -160,8 +163,19 @@ def restore(
             max_upload_mb_per_day=max_upload_mb_per_day,
             connections=connections,
         )
+        if search is not None:
+            from mailvault.index import parse_query
+
+            parse_query(search)  # a bad query fails before anything is opened
         with _open(vault, vault_password_file, vault_password_command) as repo:
             _bind_vault(repo, creds)
+            if search is not None:
+                from mailvault.index import select_in_snapshot
+
+                snap, options.selection = select_in_snapshot(
+                    repo, search, snapshot, account, _progress(quiet, as_json)
+                )
+                options.snapshot = snap.id
             return run_restore(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
 
     result = run(go)

@@ -228,6 +228,15 @@ def export(
     folder: Annotated[
         list[str] | None, typer.Option("--folder", help="Only this folder (repeatable).")
     ] = None,
+    search: Annotated[
+        str | None, typer.Option("--search", help="Only the messages of the snapshot matching this query.")
+    ] = None,
+    into: Annotated[
+        str | None, typer.Option("--into", help="Put every message into this one folder.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print how many messages each folder would get; write nothing.")
+    ] = False,
     password_file: PasswordFile = None,
     password_command: PasswordCommand = None,
     quiet: Quiet = False,
@@ -240,12 +249,52 @@ def export(
         _fail(f"unknown --format {fmt!r} (maildir, mbox, eml)", EXIT_ERROR)
 
     def go() -> Any:
+        if search is not None:
+            from mailvault.index import parse_query
+
+            parse_query(search)  # a bad query fails before anything is opened
         with _open(vault, password_file, password_command) as repo:
-            snap = repo.resolve_snapshot(snapshot, account)
+            selection = None
+            if search is not None:
+                from mailvault.index import select_in_snapshot
+
+                snap, selection = select_in_snapshot(
+                    repo, search, snapshot, account, _progress(quiet, as_json)
+                )
+            else:
+                snap = repo.resolve_snapshot(snapshot, account)
             _check_folders(snap, folder)
-            return export_snapshot(repo, snap, dest, fmt, folders=folder, progress=_progress(quiet, as_json))
+            if dry_run:
+                chosen = [f for f in snap.folders if not folder or f.name in folder]
+                counts = {
+                    f.name: len(selection.get(f.name, ())) if selection is not None else f.messages
+                    for f in chosen
+                }
+                return {
+                    "snapshot": snap.id,
+                    "dry_run": True,
+                    "folders": {k: v for k, v in counts.items() if v},
+                }
+            return export_snapshot(
+                repo,
+                snap,
+                dest,
+                fmt,
+                folders=folder,
+                selection=selection,
+                into=into,
+                progress=_progress(quiet, as_json),
+            )
 
     result = run(go)
+    if isinstance(result, dict):
+        if as_json:
+            _emit_json({**result, "messages": sum(result["folders"].values())})
+        else:
+            for name, n in result["folders"].items():
+                typer.echo(f"  {name!r} -> {into or name!r}: {n} messages")
+            typer.echo(f"would export {sum(result['folders'].values())} messages to {dest} ({fmt})")
+        return
     if as_json:
         _emit_json(asdict(result))
     elif not quiet:

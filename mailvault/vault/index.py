@@ -216,6 +216,15 @@ class IndexCache:
             bytes(row[0]), row[1], BlockInfo(row[2], row[3], row[4], bytes(row[5])), row[6], row[7], row[8]
         )
 
+    def find_prefix(self, hex_prefix: str, blob_type: int, limit: int = 2) -> list[bytes]:
+        """Blob ids of ``blob_type`` starting with ``hex_prefix`` (at most ``limit``)."""
+        pad = 64 - len(hex_prefix)
+        low, high = bytes.fromhex(hex_prefix + "0" * pad), bytes.fromhex(hex_prefix + "f" * pad)
+        rows = self._db.execute(
+            "SELECT id FROM blobs WHERE id BETWEEN ? AND ? AND type=? LIMIT ?", (low, high, blob_type, limit)
+        )
+        return [bytes(r[0]) for r in rows]
+
     def pack_ids(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT id FROM packs")}
 

@@ -144,6 +144,11 @@ class Repository:
     def encrypted(self) -> bool:
         return self.sealer.encrypted
 
+    @property
+    def cache_root(self) -> Path | None:
+        """The local cache directory given at open (None: the default one)."""
+        return self._cache_root
+
     # -- creation and opening -----------------------------------------------------------------
     @classmethod
     def init(

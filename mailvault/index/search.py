@@ -1,0 +1,248 @@
+"""Running queries against the index: :func:`search`, :func:`count`, :func:`select`.
+
+A *hit* is one message in one folder of one snapshot (a :class:`Hit`); the same blob in two
+folders is two hits. Scope (``snapshot``):
+
+``"latest"`` (default)
+    the latest snapshot of each account (or of ``account``);
+``"all"``
+    every snapshot; a message present in several is reported once (per account, folder,
+    uid and blob), from the newest snapshot holding it;
+an id or unique id prefix
+    that snapshot.
+
+``gone:`` in the query overrides the scope (see :class:`mailvault.index.query.Query`).
+Hits come newest first (Date header, else INTERNALDATE), then by account, folder, uid.
+The functions here read an index that :func:`mailvault.index.update_index` has brought up
+to date; they never read the vault.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from mailvault.errors import ConfigError, SnapshotNotFound
+from mailvault.index import phrase, store
+from mailvault.index.query import Query, parse_query, split_driver, to_sql
+from mailvault.vault.repository import Repository
+from mailvault.vault.snapshots import Snapshot
+
+
+@dataclass
+class Hit:
+    blob: str  # hex
+    account: str
+    snapshot: str  # hex id
+    folder: str
+    uid: int | str
+    date: str | None  # ISO 8601, UTC
+    from_: str
+    to: str
+    subject: str
+    size: int
+    flags: list[str]
+    attachments: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``--json`` form: keys blob, account, snapshot, folder, uid, date, from, to,
+        subject, size, flags, attachments."""
+        return {
+            "blob": self.blob,
+            "account": self.account,
+            "snapshot": self.snapshot,
+            "folder": self.folder,
+            "uid": self.uid,
+            "date": self.date,
+            "from": self.from_,
+            "to": self.to,
+            "subject": self.subject,
+            "size": self.size,
+            "flags": self.flags,
+            "attachments": self.attachments,
+        }
+
+
+def open_index(repo: Repository) -> sqlite3.Connection:
+    """A connection to the index of ``repo``, with the phrase checks reading from ``repo``."""
+    db = store.connect(store.index_path(repo.id, repo.cache_root))
+    phrase.register(db, repo.read_blob)
+    return db
+
+
+def _scope(
+    db: sqlite3.Connection, q: Query, account: str | None, snapshot: str
+) -> tuple[str, list[object], bool]:
+    """(WHERE fragment on s/sf/m, params, whether to group duplicates across snapshots)."""
+    params: list[object] = []
+    acct = ""
+    if account is not None:
+        acct = " AND s.account = ?"
+        params.append(account)
+    if q.gone is not None:
+        if snapshot not in ("latest", "all"):
+            raise ConfigError("gone: compares with the latest snapshot; use it without --snapshot")
+        same_folder = " AND lf.folder = sf.folder" if q.gone == "folder" else ""
+        return (
+            "s.latest = 0" + acct + " AND NOT EXISTS (SELECT 1 FROM snapshots ls "  # noqa: S608
+            "JOIN snapfolders lf ON lf.snap = ls.id JOIN members lm ON lm.manifest = lf.manifest "
+            f"WHERE ls.latest = 1 AND ls.account = s.account AND lm.msg = m.msg{same_folder})",
+            params,
+            True,
+        )
+    if snapshot == "latest":
+        return "s.latest = 1" + acct, params, False
+    if snapshot == "all":
+        return "1" + acct, params, True
+    rows = db.execute(
+        "SELECT id, sid, account FROM snapshots WHERE sid LIKE ? ESCAPE '\\'",
+        (snapshot.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%",),
+    ).fetchall()
+    if not rows:
+        raise SnapshotNotFound(f"no snapshot {snapshot!r} in the search index")
+    if len(rows) > 1:
+        raise SnapshotNotFound(f"snapshot prefix {snapshot!r} is ambiguous ({len(rows)} match)")
+    if account is not None and rows[0][2] != account:
+        raise SnapshotNotFound(f"snapshot {snapshot!r} belongs to account {rows[0][2]!r}, not {account!r}")
+    return "s.id = ?", [rows[0][0]], False
+
+
+_COLS = (
+    "g.blob, s.account, s.sid, sf.folder, m.uid, COALESCE(g.date, m.idate) AS d, g.from_, g.to_, "
+    "g.subject, g.size, m.flags, g.attachments"
+)
+_JOINS = (
+    "JOIN snapfolders sf ON sf.snap = s.id JOIN members m ON m.manifest = sf.manifest "
+    "JOIN msgs g ON g.id = m.msg"
+)
+
+
+def _statement(
+    db: sqlite3.Connection, q: Query, account: str | None, snapshot: str
+) -> tuple[str, list[object], bool]:
+    """SELECT <_COLS>[, MAX(s.time)] ... for the hits of ``q`` (no ORDER BY / LIMIT)."""
+    scope_sql, scope_params, group = _scope(db, q, account, snapshot)
+    driver, rest = split_driver(q.root)
+    where = [scope_sql]
+    params: list[object] = []
+    if driver is not None:
+        source = (
+            "(SELECT rowid AS id FROM fts WHERE fts MATCH ?) f CROSS JOIN msgs g ON g.id = f.id "
+            "CROSS JOIN members m ON m.msg = g.id CROSS JOIN snapfolders sf ON sf.manifest = m.manifest "
+            "CROSS JOIN snapshots s ON s.id = sf.snap"
+        )
+        params.append(driver)
+    else:
+        source = f"snapshots s {_JOINS}"
+    params.extend(scope_params)
+    if rest is not None:
+        sql, p = to_sql(rest)
+        where.append(f"({sql})")
+        params.extend(p)
+    cols = _COLS + (", MAX(s.time)" if group else "")
+    # Only fixed fragments are pasted together; every value of the query is a bound parameter.
+    stmt = f"SELECT {cols} FROM {source} WHERE {' AND '.join(where)}"  # noqa: S608
+    if group:
+        stmt += " GROUP BY s.account, sf.folder, m.uid, g.id"
+    return stmt, params, group
+
+
+def _iso(ts: int | None) -> str | None:
+    if ts is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat()
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _hit(row: tuple[Any, ...]) -> Hit:
+    atts = json.loads(row[11]) if row[11] else []
+    return Hit(
+        blob=bytes(row[0]).hex(),
+        account=row[1],
+        snapshot=row[2],
+        folder=row[3],
+        uid=row[4],
+        date=_iso(row[5]),
+        from_=row[6],
+        to=row[7],
+        subject=row[8],
+        size=row[9],
+        flags=row[10].split() if row[10] else [],
+        attachments=[a[0] for a in atts],
+    )
+
+
+def _run(fn: Any, db: sqlite3.Connection, *args: Any) -> Any:
+    try:
+        return fn(db, *args)
+    except sqlite3.OperationalError as exc:
+        from mailvault.errors import QueryError
+
+        raise QueryError(f"bad query: the full-text index refused it ({exc})") from None
+
+
+def search(
+    db: sqlite3.Connection,
+    query: str | Query,
+    *,
+    account: str | None = None,
+    snapshot: str = "latest",
+    limit: int | None = None,
+) -> list[Hit]:
+    """The hits of ``query`` (text or parsed), newest first, at most ``limit``."""
+    q = parse_query(query) if isinstance(query, str) else query
+    stmt, params, _ = _statement(db, q, account, snapshot)
+    stmt += " ORDER BY d IS NULL, d DESC, s.account, sf.folder, m.uid"
+    if limit is not None:
+        stmt += " LIMIT ?"
+        params.append(limit)
+    rows = _run(lambda d: d.execute(stmt, params).fetchall(), db)
+    return [_hit(r) for r in rows]
+
+
+def count(
+    db: sqlite3.Connection, query: str | Query, *, account: str | None = None, snapshot: str = "latest"
+) -> int:
+    """How many hits :func:`search` would return without a limit."""
+    q = parse_query(query) if isinstance(query, str) else query
+    stmt, params, _ = _statement(db, q, account, snapshot)
+    counted = f"SELECT COUNT(*) FROM ({stmt})"  # noqa: S608
+    row = _run(lambda d: d.execute(counted, params).fetchone(), db)
+    return int(row[0])
+
+
+def select(db: sqlite3.Connection, query: str | Query, snapshot_id: str) -> dict[str, set[tuple[str, str]]]:
+    """The matches of ``query`` inside one snapshot: folder -> {(str(uid), blob hex)}.
+
+    What ``restore --search`` and ``export --search`` keep of the snapshot.
+    """
+    q = parse_query(query) if isinstance(query, str) else query
+    if q.gone is not None:
+        raise ConfigError("gone: cannot select messages to restore or export from one snapshot")
+    out: dict[str, set[tuple[str, str]]] = {}
+    for h in search(db, q, snapshot=snapshot_id):
+        out.setdefault(h.folder, set()).add((str(h.uid), h.blob))
+    return out
+
+
+def select_in_snapshot(
+    repo: Repository, query: str | Query, snapshot: str, account: str | None, progress: Any = None
+) -> tuple[Snapshot, dict[str, set[tuple[str, str]]]]:
+    """Resolve ``snapshot`` (id, prefix or ``latest``), bring the index up to date, and return
+    the snapshot with the matches of ``query`` in it (see :func:`select`)."""
+    from mailvault.index.update import update_index
+    from mailvault.progress import QUIET
+
+    q = parse_query(query) if isinstance(query, str) else query
+    snap = repo.resolve_snapshot(snapshot, account)
+    update_index(repo, progress or QUIET)
+    db = open_index(repo)
+    try:
+        return snap, select(db, q, snap.id)
+    finally:
+        db.close()
