@@ -18,6 +18,7 @@ import email.message
 import html
 import re
 from dataclasses import dataclass, field
+from datetime import UTC
 from email.header import decode_header, make_header
 from email.utils import parsedate_to_datetime
 
@@ -90,7 +91,9 @@ def parse_date(value: str | None) -> int | None:
     if not value:
         return None
     try:
-        dt = parsedate_to_datetime(value)
+        dt = parsedate_to_datetime(str(value))
+        if dt.tzinfo is None:  # "-0000" or no zone: taken as UTC, never the local zone
+            dt = dt.replace(tzinfo=UTC)
         return int(dt.timestamp())
     except Exception:  # malformed dates are common in old mail
         return None
