@@ -13,9 +13,11 @@ indexed text and the query).
 
 from __future__ import annotations
 
+import binascii
 import email
 import email.message
 import html
+import quopri
 import re
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -74,6 +76,8 @@ def decode_header_value(value: object) -> str:
     if value is None:
         return ""
     raw = str(value)
+    if not raw.isascii() and any("\udc80" <= c <= "\udcff" for c in raw):  # 8-bit bytes, escaped
+        raw = _text(raw.encode("utf-8", "surrogateescape"))
     if "=?" not in raw:
         return " ".join(raw.split())
     try:
@@ -144,8 +148,121 @@ def attachments_of(msg: email.message.Message) -> list[tuple[Attachment, email.m
     return out
 
 
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_FIELD = re.compile(rb"^([!-9;-~]+)[ \t]*:(.*)$", re.DOTALL)
+_WANTED = {
+    b"from",
+    b"to",
+    b"cc",
+    b"subject",
+    b"date",
+    b"content-type",
+    b"content-transfer-encoding",
+    b"content-disposition",
+}
+_PARAM = re.compile(r';\s*([a-z*0-9-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;\s]*)', re.IGNORECASE)
+
+
+def _text(value: bytes) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("cp1252", "replace")
+
+
+def _params(value: str) -> tuple[str, dict[str, str]]:
+    main = value.split(";", 1)[0].strip().lower()
+    params = {k.lower(): v.strip('"') for k, v in _PARAM.findall(value)}
+    return main, params
+
+
+def _fast(raw: bytes) -> Doc | None:
+    """The common case without the ``email`` package: a single-part message.
+
+    Reads only the header fields the index needs (the ``email`` parser spends most of its time
+    on the long Received chains of real mail). Returns None for anything it does not handle —
+    multipart or message/* bodies, RFC 2231 parameters — which :func:`extract` then parses in
+    full.
+    """
+    m = _HEAD_END.search(raw)
+    head, body = (raw[: m.start()], raw[m.end() :]) if m else (raw, b"")
+    fields: dict[bytes, list[bytes]] = {}
+    last: list[bytes] | None = None
+    for full_line in head.split(b"\n"):
+        line = full_line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t"):
+            if last is not None:
+                last[-1] += b" " + line.strip()
+            continue
+        fm = _FIELD.match(line)
+        if fm is None:
+            last = None
+            continue
+        name = fm.group(1).lower()
+        if name in _WANTED:
+            last = fields.setdefault(name, [])
+            last.append(fm.group(2).strip())
+        else:
+            last = None
+
+    def one(name: bytes) -> str:
+        v = fields.get(name)
+        return _text(v[0]) if v else ""
+
+    ctype, cparams = _params(one(b"content-type") or "text/plain")
+    disposition, dparams = _params(one(b"content-disposition"))
+    if ctype.startswith(("multipart/", "message/")) or any("*" in k for k in (*cparams, *dparams)):
+        return None
+    if "/" not in ctype:
+        ctype = "text/plain"
+
+    def hdr(name: bytes) -> str:
+        return ", ".join(decode_header_value(_text(v)) for v in fields.get(name, []))
+
+    doc = Doc(
+        size=len(raw),
+        date=parse_date(one(b"date") or None),
+        from_=hdr(b"from"),
+        to=hdr(b"to"),
+        cc=hdr(b"cc"),
+        subject=hdr(b"subject"),
+    )
+    cte = one(b"content-transfer-encoding").strip().lower()
+    name = dparams.get("filename") or cparams.get("name")
+    is_text = ctype in ("text/plain", "text/html")
+    if not name and disposition != "attachment" and not is_text:
+        return doc
+    try:
+        if cte == "base64":
+            payload = binascii.a2b_base64(body)
+        elif cte == "quoted-printable":
+            payload = quopri.decodestring(body)
+        else:
+            payload = body
+    except (binascii.Error, ValueError):
+        return None
+    if name or disposition == "attachment":
+        doc.attachments.append(Attachment(decode_header_value(name) if name else "", ctype, len(payload)))
+        return doc
+    charset = cparams.get("charset") or "utf-8"
+    try:
+        text = payload.decode(charset, "replace")
+    except (LookupError, ValueError):
+        text = payload.decode("utf-8", "replace")
+    if ctype == "text/html":
+        text = strip_html(text)
+    doc.text = text[:MAX_TEXT_CHARS]
+    return doc
+
+
 def extract(raw: bytes) -> Doc:
     """Parse ``raw`` into a :class:`Doc`; never raises on malformed mail."""
+    try:
+        fast = _fast(raw)
+    except Exception:  # the full parser below copes with whatever broke the quick one
+        fast = None
+    if fast is not None:
+        return fast
     try:
         msg = email.message_from_bytes(raw)
     except Exception:  # the parser is lenient; this is belt and braces

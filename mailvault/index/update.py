@@ -123,12 +123,14 @@ class _Updater:
             if self.stats.messages_indexed > 0.2 * self._count():
                 self.db.execute("INSERT INTO fts(fts) VALUES('optimize')")  # merge segments: smaller
                 self.db.commit()
-                self.db.execute("PRAGMA incremental_vacuum").fetchall()  # runs as it is stepped
+                self.db.executescript("PRAGMA incremental_vacuum;")  # (execute() frees one page a step)
             with self.db:
                 self.db.execute(
                     "UPDATE snapshots SET latest = (id = (SELECT s2.id FROM snapshots s2 "
                     "WHERE s2.account = snapshots.account ORDER BY s2.time DESC, s2.sid DESC LIMIT 1))"
                 )
+            if self.stats.messages_indexed or self.stats.snapshots_removed:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file holds it all, no big WAL
         finally:
             if self._pool is not None:
                 self._pool.shutdown(cancel_futures=True)
