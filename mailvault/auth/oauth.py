@@ -91,9 +91,9 @@ def session(provider: Provider, *, redirect_uri: str | None = None, scopes: list
 def failure(provider: Provider, exc: BaseException, doing: str) -> MailvaultError:
     """A one-line error for a failed token request (never includes a token or secret)."""
     import requests
-    from authlib.integrations.base_client.errors import OAuthError
+    from authlib.common.errors import AuthlibBaseError
 
-    if isinstance(exc, OAuthError):
+    if isinstance(exc, AuthlibBaseError):  # an OAuth error answer (any Authlib client)
         error = str(exc.error or "")
         desc = str(exc.description or "").splitlines()[0] if exc.description else ""
         shown = f"{error}" + (f": {desc[:200]}" if desc else "")

@@ -337,6 +337,13 @@ def test_provider_address_on_the_command_line(
     rows = json.loads(s.mv("accounts", f"testidp:{target}", "--vault", vault, "--json", code=0).stdout)
     assert rows[0]["host"] == server.host and rows[0]["port"] == server.imaps_port
     assert rows[0]["token"]["state"] == "valid"
+    # A config job's target may be PROVIDER:ADDRESS too: its tokens come from the job's vault. The
+    # account alice (imaps://SOURCE@…, provider testidp) shares the sign-in of testidp:SOURCE.
+    with s.config.open("a", encoding="utf-8") as f:
+        f.write(f'\n[jobs.putback]\nkind = "restore"\naccounts = ["alice"]\nvault = "main"\ntarget = "testidp:{target}"\n'
+                f"target_ca_file = {json.dumps(str(server.ca_file))}\n")  # fmt: skip
+    nightly = run_json(s)
+    assert {r["job"]: r["status"] for r in nightly["results"]} == {"nightly": "ok", "putback": "ok"}, nightly
 
 
 @pytest.mark.parametrize("scheme", ["pop3s", "imaps"])

@@ -42,6 +42,9 @@ class TestIdP:
         self.tokens = tokens  # the IntrospectionServer: issue()/revoke() of access tokens
         self._lock = threading.Lock()
         self.clients: dict[str, str | None] = {}  # client_id -> secret (None: public client)
+        self.client_keys: dict[str, bytes] = {}  # client_id -> PEM public key (private_key_jwt)
+        self.service_accounts: dict[str, bytes] = {}  # issuer e-mail -> PEM public key (jwt-bearer)
+        self.assertion_headers: list[dict[str, Any]] = []
         self.default_user = ""
         self.app_user = ""
         self.access_ttl = 3600.0
@@ -58,9 +61,37 @@ class TestIdP:
         self.client_secrets_seen: list[str] = []
 
     # ------------------------------------------------------------- test controls
-    def register_client(self, client_id: str, secret: str | None = None) -> None:
+    def register_client(
+        self, client_id: str, secret: str | None = None, public_key: bytes | None = None
+    ) -> None:
         with self._lock:
             self.clients[client_id] = secret
+            if public_key is not None:
+                self.client_keys[client_id] = public_key
+
+    def register_service_account(self, email: str, public_key: bytes) -> None:
+        with self._lock:
+            self.service_accounts[email] = public_key
+
+    def _verify_jwt(self, assertion: str, key: bytes) -> dict[str, Any] | None:
+        """Claims of a JWT signed with ``key`` and meant for our token endpoint, else None."""
+        from authlib.jose import JsonWebToken
+        from authlib.jose.errors import JoseError
+
+        try:
+            claims = JsonWebToken(["RS256"]).decode(assertion, key)
+            claims.validate()
+        except (JoseError, ValueError):
+            return None
+        if claims.get("aud") not in (self.token_url, [self.token_url]):
+            return None
+        with self._lock:
+            self.assertion_headers.append(dict(claims.header))
+        return dict(claims)
+
+    @property
+    def token_url(self) -> str:
+        return self.tokens.url.rsplit("/", 1)[0] + "/token"
 
     def revoke_refresh_tokens(self, user: str | None = None) -> int:
         with self._lock:
@@ -160,6 +191,18 @@ class TestIdP:
             self.grants.append(grant)
             if secret:
                 self.client_secrets_seen.append(secret)
+        if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
+            return self._jwt_bearer_grant(form)
+        if form.get("client_assertion_type") == "urn:ietf:params:oauth:client-assertion-type:jwt-bearer":
+            if not client:  # RFC 7523: the client is the assertion's issuer
+                client = str(_unverified_claims(form.get("client_assertion", "")).get("iss", ""))
+            key = self.client_keys.get(client)
+            claims = self._verify_jwt(form.get("client_assertion", ""), key) if key else None
+            if claims is None or claims.get("iss") != client or claims.get("sub") != client:
+                return 401, {"error": "invalid_client", "error_description": "bad client assertion"}
+            if grant != "client_credentials":
+                return 400, {"error": "unsupported_grant_type"}
+            return 200, self._issue(self.app_user, client, form.get("scope", ""), refresh=False)
         if client not in self.clients:
             return 401, {"error": "invalid_client"}
         if self.clients[client] is not None and secret != self.clients[client]:
@@ -175,6 +218,17 @@ class TestIdP:
                 return 400, {"error": "unauthorized_client"}
             return 200, self._issue(self.app_user, client, form.get("scope", ""), refresh=False)
         return 400, {"error": "unsupported_grant_type"}
+
+    def _jwt_bearer_grant(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """RFC 7523 authorization grant, as a Google service account with domain-wide delegation."""
+        assertion = form.get("assertion", "")
+        unverified = _unverified_claims(assertion)
+        issuer = unverified.get("iss", "")
+        key = self.service_accounts.get(issuer)
+        claims = self._verify_jwt(assertion, key) if key else None
+        if claims is None or not claims.get("sub"):
+            return 400, {"error": "invalid_grant", "error_description": "bad assertion"}
+        return 200, self._issue(claims["sub"], issuer, str(claims.get("scope", "")), refresh=False)
 
     def _code_grant(self, form: dict[str, str], client: str) -> tuple[int, dict[str, Any]]:
         with self._lock:
@@ -237,3 +291,14 @@ class TestIdP:
                 self._refresh[rt] = (client, user, scope)
             out["refresh_token"] = rt
         return out
+
+
+def _unverified_claims(jwt: str) -> dict[str, Any]:
+    """The payload of a JWT, not yet verified (to find out whose key verifies it)."""
+    import json
+
+    try:
+        payload = jwt.split(".")[1]
+        return dict(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))))
+    except (IndexError, ValueError, TypeError):
+        return {}
