@@ -1,5 +1,5 @@
 """``mailvault import``: a local mail store (mbox, Maildir, .eml, Thunderbird, Apple Mail, Google
-Takeout) into the vault.
+Takeout, Outlook PST/OST) into the vault.
 
 Problems with single items (an unreadable file, a wrong ``.emlx`` byte count, a partial
 message whose attachments are missing) do not stop the import: they are listed in
@@ -20,7 +20,7 @@ from mailvault.model import FolderInfo
 from mailvault.progress import QUIET, Progress
 from mailvault.sources.applemail import iter_applemail
 from mailvault.sources.detect import FORMATS, detect_format, sniff_file
-from mailvault.sources.local import Folder, iter_local
+from mailvault.sources.local import PST_MAGIC, Folder, iter_local
 from mailvault.sources.takeout import iter_takeout
 from mailvault.vault.repository import Repository, new_snapshot
 from mailvault.vault.snapshots import ManifestEntry, SnapshotFolder
@@ -42,6 +42,8 @@ class ImportResult:
     warnings: list[str] = field(default_factory=list)
     #: Items that could not be read (or only with a fallback), one line each: file, folder, what.
     problems: list[str] = field(default_factory=list)
+    #: Items that are not mail, counted and not imported (PST: contacts, calendar, tasks, …).
+    other_items: dict[str, int] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -64,19 +66,32 @@ def import_local(
     kind = detect_format(path) if fmt == "auto" else fmt
     if kind in ("mbox", "eml") and Path(path).is_file():
         sniff_file(Path(path))  # refuses a file that holds no mail, whatever the format says
+    if kind != "pst" and Path(path).is_file() and _is_pst(Path(path)):
+        raise SourceError(
+            f"{path}: is an Outlook PST/OST file, not {kind}: import it with --format pst (or auto)"
+        )
     problems: list[str] = []
     folders: list[SnapshotFolder] = []
     total_msgs = total_bytes = 0
+    pst_report: Any = None
+    pst_folders: Iterator[Folder] | None = None
+    if kind == "pst":
+        from mailvault.sources.pst import PstReport, iter_pst  # libpff is loaded only for PST files
+
+        pst_report = PstReport(Path(path).name)
+        pst_folders = iter_pst(path, pst_report)  # opens the file now: an unreadable PST stores nothing
     with repo.lock():
         writer = repo.writer()
         with progress.bar(f"import {Path(path).name}", unit="msg") as bar:
             if kind == "takeout":
                 folders, total_msgs, total_bytes = _import_takeout(writer, path, bar.update)
             else:
-                for info, messages in _folders(path, kind, mboxrd, problems):
+                for info, messages in pst_folders or _folders(path, kind, mboxrd, problems):
                     entries: list[ManifestEntry] = []
                     size = 0
                     for msg in messages:
+                        if msg.raw.startswith(PST_MAGIC):  # a PST/OST is never stored as one "message"
+                            raise SourceError(f"{path}: {info.name}/{msg.uid} is an Outlook PST/OST file")
                         blob, _new = writer.add(msg.raw)
                         entries.append(ManifestEntry.from_message(msg, blob))
                         size += len(msg.raw)
@@ -88,6 +103,13 @@ def import_local(
         snap = new_snapshot(account, kind, str(Path(path).resolve()), folders)
         duration = time.monotonic() - started
         snap.summary["duration"] = round(duration, 3)
+        if pst_report is not None:
+            problems.extend(pst_report.failures)
+            snap.summary["pst"] = {
+                "mail": pst_report.mail,
+                "other_items": dict(sorted(pst_report.items.items())),
+                "unreadable": len(pst_report.failures),
+            }
         if problems:
             snap.summary["problems"] = len(problems)
         snap_id = writer.commit(snap)
@@ -104,14 +126,22 @@ def import_local(
         duration=round(time.monotonic() - started, 3),
         recovered_packs=writer.recovered_packs,
         problems=problems,
+        warnings=list(pst_report.warnings) if pst_report is not None else [],
+        other_items=dict(sorted(pst_report.items.items())) if pst_report is not None else {},
     )
+
+
+def _is_pst(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == PST_MAGIC
+    except OSError:
+        return False
 
 
 def _folders(path: str | Path, kind: str, mboxrd: bool, problems: list[str]) -> Iterator[Folder]:
     if kind == "applemail":
         return iter_applemail(path, problems)
-    if kind == "pst":
-        raise SourceError(f"{path}: Outlook PST/OST import is not available in this mailvault")
     return iter_local(path, kind, mboxrd=mboxrd)
 
 

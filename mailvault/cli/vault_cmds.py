@@ -105,6 +105,11 @@ def import_(
             f"{result.messages} messages, {_human(result.bytes)}; new: {result.new_messages} messages, "
             f"{_human(result.new_bytes)} -> stored {_human(result.stored_bytes)} in {result.duration:.1f}s"
         )
+    if not as_json and not quiet and result.other_items:
+        other = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in result.other_items.items())
+        typer.echo(f"not mail, counted only: {other}")
+    for warning in result.warnings:
+        typer.echo(f"mailvault: warning: {warning}", err=True)
     for problem in result.problems:
         typer.echo(f"mailvault: {problem}", err=True)
     if result.exit_code:

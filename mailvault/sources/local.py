@@ -32,7 +32,7 @@ from imapclient import imap_utf7
 from mailvault.errors import ConfigError, SourceError
 from mailvault.model import FolderInfo, SourceMessage
 
-__all__ = ["FORMATS", "detect_format", "header_date", "iter_local", "parse_from_line_date"]
+__all__ = ["FORMATS", "PST_MAGIC", "detect_format", "header_date", "iter_local", "parse_from_line_date"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +65,8 @@ def detect_format(path: str | Path) -> str:
     p = Path(path)
     st = _stat(p)
     if stat.S_ISREG(st.st_mode):
+        if _is_pst_file(p):
+            return "pst"
         return "eml" if p.name.lower().endswith(".eml") else "mbox"
     if not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{p}: not a regular file or directory")
@@ -105,6 +107,8 @@ def iter_local(path: str | Path, fmt: str = "auto", *, mboxrd: bool = False) -> 
     st = _stat(p)
     if fmt == "auto":
         fmt = detect_format(p)
+        if fmt == "pst":
+            raise ConfigError(f"{p}: an Outlook PST/OST file is read by the pst importer, not iter_local")
     is_file = stat.S_ISREG(st.st_mode)
     if not is_file and not stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{p}: not a regular file or directory")
@@ -289,6 +293,24 @@ def _is_file(entry: os.DirEntry[str]) -> bool:
         return False
 
 
+#: The signature of Outlook PST/OST files: such a file is never read as mbox or as one message.
+PST_MAGIC = b"!BDN"
+
+
+def _is_pst_file(p: Path) -> bool:
+    try:
+        with open(p, "rb") as f:
+            return f.read(4) == PST_MAGIC
+    except OSError:
+        return False
+
+
+def _refuse_pst(p: Path) -> SourceError:
+    return SourceError(
+        f"{p}: is an Outlook PST/OST file, not mbox or a message: import it by itself (--format pst)"
+    )
+
+
 def _read_file(p: Path) -> bytes:
     try:
         with open(p, "rb") as f:
@@ -431,6 +453,9 @@ def _iter_mbox_messages(p: Path, *, mboxrd: bool, mozilla: bool) -> Iterator[Sou
     except OSError as e:
         raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
     with f:
+        if f.read(4) == PST_MAGIC:
+            raise _refuse_pst(p)
+        f.seek(0)
         mtime = _mtime(os.fstat(f.fileno()))
         try:
             for uid, (from_line, raw) in enumerate(split_mbox(f, mboxrd=mboxrd), 1):
@@ -517,6 +542,8 @@ def _iter_eml_messages(folder_dir: Path, files: list[str]) -> Iterator[SourceMes
             continue
         except OSError as e:
             raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+        if raw.startswith(PST_MAGIC):
+            raise _refuse_pst(p)
         yield SourceMessage(uid=_clean_name(filename), raw=raw, internaldate=header_date(raw) or _mtime(st))
 
 
