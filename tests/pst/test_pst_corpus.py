@@ -110,8 +110,8 @@ def test_pst_imports_all_mail_matching_libpff(rel: str, vault: Path, tmp_path: P
     assert readpst_d <= out["messages"] <= libpff_mail, out
     assert out["messages"] == libpff_mail
     assert out["format"] == "pst"
-    assert len(out["failures"]) == unreadable
-    for failure in out["failures"]:  # each one named: file, folder, item
+    assert len(out["problems"]) == unreadable
+    for failure in out["problems"]:  # each one named: file, folder, item
         assert failure.startswith(f"{pst.name}: folder '") and " item " in failure, failure
     non_mail = exp["libpff"]["items_total"] - unreadable - libpff_mail
     assert sum(out["other_items"].values()) == non_mail, out["other_items"]
