@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import quopri
+import re
 from dataclasses import dataclass, field
 from email.header import Header
-from email.utils import encode_rfc2231, formataddr
+from email.utils import encode_rfc2231
 
 __all__ = [
     "Part",
@@ -67,13 +68,31 @@ def param(name: str, value: str) -> str:
     return f'{name}="{escaped}"'
 
 
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+
+
+def mailbox(display: str, addr: str) -> str:
+    """``Name <addr>``: the name quoted when it holds specials, RFC 2047-encoded when it is
+    not ASCII; the address as it is (also a non-ASCII one, RFC 6532)."""
+    display = " ".join(display.split())
+    if not display:
+        return f"<{addr}>"
+    if not display.isascii():
+        phrase = Header(display, "utf-8").encode()
+    elif _SPECIALS.search(display):
+        phrase = '"' + display.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    else:
+        phrase = display
+    return f"{phrase} <{addr}>"
+
+
 def address_list(name: str, addrs: list[tuple[str, str]]) -> str | None:
     """``To: a, b`` from (display name, address) pairs; a pair without address becomes an
     empty group (``Name: ;``) so the name is kept. Folded one address per line when long."""
     items: list[str] = []
     for display, addr in addrs:
         if addr:
-            items.append(formataddr((display, addr), charset="utf-8"))
+            items.append(mailbox(display, addr))
         elif display:
             group = encode_header("X", display)[3:].replace(":", " ").replace(";", " ")
             items.append(f"{group}: ;")

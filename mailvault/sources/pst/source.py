@@ -168,8 +168,10 @@ def _messages(pst: PstFile, f: RawFolder, rep: PstReport) -> Iterator[SourceMess
                 PstFailure(folder_name, i, subject, f"cannot convert: {type(e).__name__}: {e}")
             )
             continue
-        for problem in msg.problems:
-            rep.warnings.append(PstFailure(folder_name, i, subject, problem).describe(pst.name))
+        for problem in msg.problems:  # imported, but with a part missing: named, and exit 1
+            rep.failures.append(
+                PstFailure(folder_name, i, subject, f"imported without: {problem}").describe(pst.name)
+            )
         rep.mail += 1
         yield SourceMessage(
             uid=uid,
