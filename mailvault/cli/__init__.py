@@ -22,6 +22,7 @@ from mailvault.cli import maintenance_cmds
 from mailvault.cli import repair_cmds
 from mailvault.cli import key_cmds
 from mailvault.cli import search_cmds
+from mailvault.cli import web_cmds
 
 # isort: on
 
@@ -37,6 +38,7 @@ __all__ = [
     "runner_cmds",
     "search_cmds",
     "vault_cmds",
+    "web_cmds",
 ]
 
 

@@ -1,0 +1,154 @@
+"""What the UI's buttons do: resolve a selection, search, diff, and start restores and exports.
+
+A selection is either explicit message keys (``SNAPSHOT:FOLDER#:UID``, as the checkboxes post them)
+or a whole search result (query + account + snapshot). Both resolve to the same shape, per snapshot
+the folders and UIDs chosen, which the core restore and export take as their filter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from mailvault.errors import ConfigError
+from mailvault.progress import Progress
+from mailvault.vault.repository import Repository
+from mailvault.web.jobs import Jobs, JobState
+
+
+@dataclass
+class Selection:
+    keys: list[str] = field(default_factory=list)
+    query: str = ""
+    account: str | None = None
+    snapshot: str = "latest"
+
+    @classmethod
+    def from_form(cls, form: Mapping[str, Any]) -> Selection:
+        getlist = getattr(form, "getlist", None)
+        keys = [str(k) for k in getlist("item")] if getlist else []
+        if str(form.get("all") or "") == "1":
+            return cls(
+                query=str(form.get("q") or ""),
+                account=str(form.get("account") or "") or None,
+                snapshot=str(form.get("snapshot") or "latest"),
+            )
+        return cls(keys=keys)
+
+
+#: snapshot id -> folder name -> UIDs (as strings)
+Chosen = dict[str, dict[str, set[str]]]
+
+
+class Actions:
+    def __init__(self, repo: Repository, jobs: Jobs) -> None:
+        self.repo = repo
+        self.jobs = jobs
+
+    # -- selection ------------------------------------------------------------------------------
+    def resolve(self, sel: Selection) -> Chosen:
+        chosen: Chosen = {}
+        if sel.query:
+            for hit in self._search_all(sel.query, sel.account, sel.snapshot):
+                chosen.setdefault(hit["snapshot"], {}).setdefault(hit["folder"], set()).add(str(hit["uid"]))
+            return chosen
+        snaps: dict[str, Any] = {}
+        for key in sel.keys:
+            sid, _, rest = key.partition(":")
+            fi, _, uid = rest.partition(":")
+            if not sid or not fi.isdigit() or not uid:
+                raise ConfigError(f"bad selection {key!r}")
+            snap = snaps.get(sid) or self.repo.resolve_snapshot(sid)
+            snaps[sid] = snap
+            folder = snap.folders[int(fi)]
+            chosen.setdefault(snap.id, {}).setdefault(folder.name, set()).add(uid)
+        if not chosen:
+            raise ConfigError("nothing selected")
+        return chosen
+
+    # -- search and diff (the core of issue 10 lives in mailvault.index) ---------------------------
+    def _search_all(self, q: str, account: str | None, snapshot: str) -> list[dict[str, Any]]:
+        from mailvault.index import search
+
+        return [h.to_json() for h in search(self.repo, q, account=account, snapshot=snapshot)]
+
+    def search_page(
+        self, q: str, account: str | None, snapshot: str, page: int, size: int
+    ) -> tuple[int, list[dict[str, Any]]]:
+        hits = self._search_all(q, account, snapshot)
+        return len(hits), hits[(page - 1) * size : page * size]
+
+    def diff(self, a: str, b: str) -> Any:
+        from mailvault.index import diff_snapshots
+
+        return diff_snapshots(self.repo, a, b)
+
+    # -- restore and export ---------------------------------------------------------------------
+    def start_restore(
+        self, sel: Selection, *, target: str, password: str, ca_file: str | None, into: str | None
+    ) -> JobState:
+        from mailvault.net.session import Credentials, TLSPolicy, parse_url
+        from mailvault.restore import RestoreOptions, restore
+
+        chosen = self.resolve(sel)
+        endpoint = parse_url(target)
+        if endpoint.protocol != "imap":
+            raise ConfigError("restore needs an imap:// or imaps:// target")
+        secret = password.encode()
+        creds = Credentials(password=lambda: secret)
+        tls = TLSPolicy(ca_file, False)
+        total = sum(len(u) for f in chosen.values() for u in f.values())
+
+        def work(progress: Progress) -> tuple[int, str]:
+            uploaded = already = failed = 0
+            code = 0
+            for sid, folders in chosen.items():
+                opts = RestoreOptions(snapshot=sid, into=into, only={f: set(u) for f, u in folders.items()})
+                r = restore(self.repo, endpoint, creds, tls, opts, progress=progress)
+                uploaded += r.uploaded
+                already += r.skipped_existing
+                failed += len(r.failures)
+                code = max(code, r.exit_code)
+            return code, (
+                f"{total} selected: {uploaded} uploaded, {already} already there, {failed} failed "
+                f"({endpoint.account}@{endpoint.host})"
+            )
+
+        return self.jobs.start("restore", f"restore {total} messages into {endpoint.host}", work)
+
+    def start_export(self, sel: Selection, *, dest: str, fmt: str) -> JobState:
+        from mailvault.export import open_exporter
+
+        if fmt not in ("maildir", "mbox", "eml"):
+            raise ConfigError("format must be maildir, mbox or eml")
+        if not dest:
+            raise ConfigError("give a destination directory")
+        chosen = self.resolve(sel)
+        total = sum(len(u) for f in chosen.values() for u in f.values())
+
+        def work(progress: Progress) -> tuple[int, str]:
+            n = 0
+            exporter = open_exporter(dest, fmt)
+            try:
+                with progress.bar("export", total=total) as bar:
+                    for sid, folders in chosen.items():
+                        snap = self.repo.resolve_snapshot(sid)
+                        for folder in snap.folders:
+                            uids = folders.get(folder.name)
+                            if not uids:
+                                continue
+                            for e in self.repo.read_manifest(folder):
+                                if str(e.uid) not in uids:
+                                    continue
+                                raw = self.repo.read_blob(bytes.fromhex(e.blob))
+                                date = datetime.fromisoformat(e.internaldate) if e.internaldate else None
+                                exporter.add(folder.name, folder.delimiter, raw, e.flags, date, e.blob)
+                                n += 1
+                                bar.update()
+            finally:
+                exporter.close()
+            return 0, f"exported {n} messages to {dest} ({fmt})"
+
+        return self.jobs.start("export", f"export {total} messages to {dest}", work)
