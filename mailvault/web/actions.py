@@ -8,11 +8,14 @@ the folders and UIDs chosen, which the core restore and export take as their fil
 from __future__ import annotations
 
 from collections.abc import Mapping
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
 from mailvault.errors import ConfigError
+from mailvault.index import Hit, SnapshotDiff, diff_snapshots, open_index, search, update_index
 from mailvault.progress import Progress
 from mailvault.vault.repository import Repository
 from mailvault.web.jobs import Jobs, JobState
@@ -38,51 +41,84 @@ class Selection:
         return cls(keys=keys)
 
 
-#: snapshot id -> folder name -> UIDs (as strings)
-Chosen = dict[str, dict[str, set[str]]]
+#: snapshot id -> folder name -> {(uid as a string, blob hex)}: the shape restore and export filter by.
+Chosen = dict[str, dict[str, set[tuple[str, str]]]]
 
 
 class Actions:
     def __init__(self, repo: Repository, jobs: Jobs) -> None:
         self.repo = repo
         self.jobs = jobs
+        self._lock = threading.Lock()  # one index update at a time
 
     # -- selection ------------------------------------------------------------------------------
     def resolve(self, sel: Selection) -> Chosen:
         chosen: Chosen = {}
         if sel.query:
             for hit in self._search_all(sel.query, sel.account, sel.snapshot):
-                chosen.setdefault(hit["snapshot"], {}).setdefault(hit["folder"], set()).add(str(hit["uid"]))
+                chosen.setdefault(hit.snapshot, {}).setdefault(hit.folder, set()).add((str(hit.uid), hit.blob))
+            if not chosen:
+                raise ConfigError("the search matches nothing")
             return chosen
-        snaps: dict[str, Any] = {}
+        wanted: dict[tuple[str, int], set[str]] = {}
         for key in sel.keys:
             sid, _, rest = key.partition(":")
             fi, _, uid = rest.partition(":")
             if not sid or not fi.isdigit() or not uid:
                 raise ConfigError(f"bad selection {key!r}")
-            snap = snaps.get(sid) or self.repo.resolve_snapshot(sid)
-            snaps[sid] = snap
-            folder = snap.folders[int(fi)]
-            chosen.setdefault(snap.id, {}).setdefault(folder.name, set()).add(uid)
-        if not chosen:
+            wanted.setdefault((sid, int(fi)), set()).add(uid)
+        for (sid, fi), uids in wanted.items():
+            snap = self.repo.resolve_snapshot(sid)
+            if fi >= len(snap.folders):
+                raise ConfigError(f"snapshot {sid[:12]} has no folder #{fi}")
+            folder = snap.folders[fi]
+            picked = {(str(e.uid), e.blob) for e in self.repo.read_manifest(folder) if str(e.uid) in uids}
+            chosen.setdefault(snap.id, {}).setdefault(folder.name, set()).update(picked)
+        if not any(chosen.values()):
             raise ConfigError("nothing selected")
         return chosen
 
     # -- search and diff (the core of issue 10 lives in mailvault.index) ---------------------------
-    def _search_all(self, q: str, account: str | None, snapshot: str) -> list[dict[str, Any]]:
-        from mailvault.index import search
-
-        return [h.to_json() for h in search(self.repo, q, account=account, snapshot=snapshot)]
+    def _search_all(self, q: str, account: str | None, snapshot: str) -> list[Hit]:
+        with self._lock:
+            update_index(self.repo)
+        db = open_index(self.repo)
+        try:
+            return search(db, q, account=account, snapshot=snapshot)
+        finally:
+            db.close()
 
     def search_page(
         self, q: str, account: str | None, snapshot: str, page: int, size: int
     ) -> tuple[int, list[dict[str, Any]]]:
         hits = self._search_all(q, account, snapshot)
-        return len(hits), hits[(page - 1) * size : page * size]
+        rows = []
+        folder_no: dict[tuple[str, str], int] = {}
+        for h in hits[(page - 1) * size : page * size]:
+            key = (h.snapshot, h.folder)
+            if key not in folder_no:
+                snap = self.repo.resolve_snapshot(h.snapshot)
+                for i, f in enumerate(snap.folders):
+                    folder_no[(snap.id, f.name)] = i
+            fi = folder_no.get(key, 0)
+            rows.append(
+                {
+                    "key": f"{h.snapshot}:{fi}:{h.uid}",
+                    "blob": h.blob,
+                    "uid": h.uid,
+                    "flags": h.flags,
+                    "date": (h.date or "")[:16].replace("T", " "),
+                    "size": h.size,
+                    "from": h.from_,
+                    "subject": h.subject or "(no subject)",
+                    "account": h.account,
+                    "folder": h.folder,
+                    "link": f"/message/{h.blob}?snapshot={h.snapshot}&folder={fi}&uid={quote(str(h.uid))}",
+                }
+            )
+        return len(hits), rows
 
-    def diff(self, a: str, b: str) -> Any:
-        from mailvault.index import diff_snapshots
-
+    def diff(self, a: str, b: str) -> SnapshotDiff:
         return diff_snapshots(self.repo, a, b)
 
     # -- restore and export ---------------------------------------------------------------------
@@ -105,7 +141,7 @@ class Actions:
             uploaded = already = failed = 0
             code = 0
             for sid, folders in chosen.items():
-                opts = RestoreOptions(snapshot=sid, into=into, only={f: set(u) for f, u in folders.items()})
+                opts = RestoreOptions(snapshot=sid, into=into, selection=folders)
                 r = restore(self.repo, endpoint, creds, tls, opts, progress=progress)
                 uploaded += r.uploaded
                 already += r.skipped_existing
@@ -136,11 +172,11 @@ class Actions:
                     for sid, folders in chosen.items():
                         snap = self.repo.resolve_snapshot(sid)
                         for folder in snap.folders:
-                            uids = folders.get(folder.name)
-                            if not uids:
+                            picked = folders.get(folder.name)
+                            if not picked:
                                 continue
                             for e in self.repo.read_manifest(folder):
-                                if str(e.uid) not in uids:
+                                if (str(e.uid), e.blob) not in picked:
                                     continue
                                 raw = self.repo.read_blob(bytes.fromhex(e.blob))
                                 date = datetime.fromisoformat(e.internaldate) if e.internaldate else None

@@ -109,3 +109,39 @@ def test_select_and_export(served: Served, page: tuple[Any, Recorder], tmp_path:
     assert len(files) == 2
     assert all(b"Invoice 2019-" in f.read_bytes() for f in files)
     assert not rec.outside(served.base), rec.outside(served.base)
+
+
+def test_search_open_restore_into_dovecot(
+    served: Served, page: tuple[Any, Recorder], dovecot: Any, fresh_user: tuple[str, str]
+) -> None:
+    """Search for the invoices, open one, restore the whole result into an empty Dovecot account."""
+    from tests.restore.helpers import Account, read_account
+
+    target = Account(dovecot, *fresh_user)
+    pg, rec = page
+    pg.goto(served.url)
+    pg.locator("#q").fill("subject:invoice")
+    pg.locator(".searchbox button").click()
+    assert "3 message(s) match" in pg.locator("#hit-count").inner_text()
+    pg.get_by_role("link", name="Invoice 2019-1").click()
+    pg.frame_locator("iframe#body").locator("text=Invoice 1 total 42 EUR").wait_for()
+    pg.go_back()
+    pg.locator("#select-result").check()
+    pg.get_by_text("Restore into an IMAP account").click()
+    pg.locator('input[name="target"]').fill(target.url())
+    pg.locator('input[name="password"]').fill(target.password)
+    pg.locator('input[name="ca_file"]').fill(str(dovecot.ca_file))
+    pg.locator("#restore-button").click()
+    pg.wait_for_function(
+        "() => document.getElementById('job-status').textContent !== 'running'", timeout=60_000
+    )
+    assert pg.locator("#job-status").inner_text() == "done", pg.locator("#job").inner_text()
+    assert "3 uploaded" in pg.locator("#job-message").inner_text()
+    got = read_account(target)
+    archive = got.get("Archive")
+    assert archive is not None and sum(archive.values()) == 3, {k: sum(v.values()) for k, v in got.items()}
+    assert all(b"Invoice 2019-" in raw for raw, _, _ in archive)
+    assert all("\\Seen" in flags for _, flags, _ in archive)
+    assert sum(sum(v.values()) for k, v in got.items() if k != "Archive") == 0
+    assert target.password not in " ".join(rec.urls)
+    assert not rec.outside(served.base), rec.outside(served.base)
