@@ -7,8 +7,8 @@ the folders and UIDs chosen, which the core restore and export take as their fil
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -56,7 +56,9 @@ class Actions:
         chosen: Chosen = {}
         if sel.query:
             for hit in self._search_all(sel.query, sel.account, sel.snapshot):
-                chosen.setdefault(hit.snapshot, {}).setdefault(hit.folder, set()).add((str(hit.uid), hit.blob))
+                chosen.setdefault(hit.snapshot, {}).setdefault(hit.folder, set()).add(
+                    (str(hit.uid), hit.blob)
+                )
             if not chosen:
                 raise ConfigError("the search matches nothing")
             return chosen
@@ -67,11 +69,11 @@ class Actions:
             if not sid or not fi.isdigit() or not uid:
                 raise ConfigError(f"bad selection {key!r}")
             wanted.setdefault((sid, int(fi)), set()).add(uid)
-        for (sid, fi), uids in wanted.items():
+        for (sid, fno), uids in wanted.items():
             snap = self.repo.resolve_snapshot(sid)
-            if fi >= len(snap.folders):
-                raise ConfigError(f"snapshot {sid[:12]} has no folder #{fi}")
-            folder = snap.folders[fi]
+            if fno >= len(snap.folders):
+                raise ConfigError(f"snapshot {sid[:12]} has no folder #{fno}")
+            folder = snap.folders[fno]
             picked = {(str(e.uid), e.blob) for e in self.repo.read_manifest(folder) if str(e.uid) in uids}
             chosen.setdefault(snap.id, {}).setdefault(folder.name, set()).update(picked)
         if not any(chosen.values()):

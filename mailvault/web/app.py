@@ -224,7 +224,8 @@ class WebUI:
         if found is None:
             return PlainTextResponse("no such attachment\n", status_code=404)
         att, data = found
-        name = att.filename or f"part-{att.number}{mimetypes.guess_extension(att.mime_type) or '.bin'}"
+        n = request.path_params["n"]
+        name = att.name or f"part-{n}{mimetypes.guess_extension(att.mime) or '.bin'}"
         return Response(
             data,
             media_type="application/octet-stream",
@@ -233,13 +234,11 @@ class WebUI:
 
     def cid(self, request: Request) -> Response:
         found = mailview.by_content_id(self._raw(request), request.path_params["cid"])
-        if found is None or not found[0].mime_type.startswith("image/"):
+        if found is None or not found[0].startswith("image/"):
             return PlainTextResponse("no such image\n", status_code=404)
-        att, data = found
+        mime, data = found
         # Served as the image it claims to be, never as HTML or script.
-        return Response(
-            data, media_type=att.mime_type, headers={"Content-Security-Policy": "default-src 'none'"}
-        )
+        return Response(data, media_type=mime, headers={"Content-Security-Policy": "default-src 'none'"})
 
     def eml(self, request: Request) -> Response:
         raw = self._raw(request)

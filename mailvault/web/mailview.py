@@ -1,6 +1,7 @@
 """A stored message made safe to show in a browser.
 
-The raw bytes are never changed (the vault keeps them); this module only derives a view: decoded
+The raw bytes are never changed (the vault keeps them); this module only derives a view (parsing is
+:mod:`mailvault.index.show`'s, so attachments are numbered as ``mailvault show`` numbers them): decoded
 headers, the body as sanitised HTML (``nh3``: no scripts, no event handlers, no forms, no frames),
 and the attachments with their part numbers. Images referenced by ``cid:`` are served from the
 message itself; remote images are replaced by a placeholder unless the user asked for them.
@@ -8,16 +9,16 @@ message itself; remote images are replaced by a placeholder unless the user aske
 
 from __future__ import annotations
 
-import email
-import email.policy
 import html
 from dataclasses import dataclass, field
-from email.message import EmailMessage, Message
-from email.utils import getaddresses, parsedate_to_datetime
 from typing import Any
 from urllib.parse import quote
 
 import nh3
+
+from mailvault.errors import ConfigError
+from mailvault.index import show
+from mailvault.index.extract import Attachment, decode_header_value
 
 _ALLOWED_TAGS = {
     "a", "abbr", "b", "blockquote", "br", "caption", "center", "code", "col", "colgroup", "dd", "del",
@@ -48,23 +49,12 @@ PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAI
 
 
 @dataclass
-class Attachment:
-    number: int  # 1-based, in the order the parts appear
-    filename: str
-    mime_type: str
-    size: int
-    content_id: str | None
-    inline: bool
-
-
-@dataclass
 class MailView:
-    headers: dict[str, str]
-    header_block: str
-    date: str | None
+    headers: list[tuple[str, str]]
+    subject: str
     text: str | None
     html: str | None
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)  # numbered as `mailvault show` numbers them
     remote_images: int = 0
 
 
@@ -74,87 +64,23 @@ def _header_end(raw: bytes) -> int:
     return min(cuts) if cuts else len(raw)
 
 
-def parse(raw: bytes) -> EmailMessage:
-    msg = email.message_from_bytes(raw, policy=email.policy.default)
-    assert isinstance(msg, EmailMessage)
-    return msg
-
-
-def _header(msg: Message, name: str) -> str:
+def attachment_bytes(raw: bytes, number: int) -> tuple[Attachment, bytes] | None:
+    """Attachment ``number`` (1-based, as ``mailvault show --attachment N``) and its decoded bytes."""
     try:
-        value = msg.get(name)
-    except Exception:  # a malformed header must not break the page
-        value = None
-    if value is None:
-        return ""
-    try:
-        return str(value)
-    except Exception:
-        return str(msg.get_all(name, [""])[0])
+        return show.attachment(raw, number)
+    except ConfigError:
+        return None
 
 
-def _is_attachment(part: Message) -> bool:
-    disp = (part.get_content_disposition() or "").lower()
-    return disp == "attachment" or bool(part.get_filename()) or part.get_content_maintype() not in ("text",)
-
-
-def _leaves(msg: Message) -> list[Message]:
-    out: list[Message] = []
-    for part in msg.walk():
+def by_content_id(raw: bytes, cid: str) -> tuple[str, bytes] | None:
+    """The MIME type and decoded bytes of the part whose Content-ID is ``cid`` (for ``cid:`` images)."""
+    for part in show.parse(raw).walk():
         if part.is_multipart():
             continue
-        out.append(part)
-    return out
-
-
-def _decode_text(part: Message) -> str:
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        return payload.decode(charset, errors="replace")
-    except LookupError:
-        return payload.decode("latin-1", errors="replace")
-
-
-def attachments(msg: Message) -> list[tuple[Attachment, Message]]:
-    found: list[tuple[Attachment, Message]] = []
-    for part in _leaves(msg):
-        if part is msg and not _is_attachment(part):
-            continue
-        if not _is_attachment(part):
-            continue
-        payload = part.get_payload(decode=True)
-        size = len(payload) if isinstance(payload, bytes) else 0
-        cid = part.get("Content-ID")
-        cid_s = str(cid).strip().strip("<>") if cid else None
-        filename = part.get_filename() or ""
-        att = Attachment(
-            number=len(found) + 1,
-            filename=filename,
-            mime_type=part.get_content_type(),
-            size=size,
-            content_id=cid_s,
-            inline=(part.get_content_disposition() or "") == "inline" or (cid_s is not None and not filename),
-        )
-        found.append((att, part))
-    return found
-
-
-def attachment_bytes(raw: bytes, number: int) -> tuple[Attachment, bytes] | None:
-    for att, part in attachments(parse(raw)):
-        if att.number == number:
+        value = part.get("Content-ID")
+        if value and str(value).strip().strip("<>") == cid:
             payload = part.get_payload(decode=True)
-            return att, payload if isinstance(payload, bytes) else b""
-    return None
-
-
-def by_content_id(raw: bytes, cid: str) -> tuple[Attachment, bytes] | None:
-    for att, part in attachments(parse(raw)):
-        if att.content_id == cid:
-            payload = part.get_payload(decode=True)
-            return att, payload if isinstance(payload, bytes) else b""
+            return part.get_content_type(), payload if isinstance(payload, bytes) else b""
     return None
 
 
@@ -193,33 +119,11 @@ def sanitize(markup: str, cid_base: str, allow_remote: bool) -> tuple[str, int]:
 
 
 def view(raw: bytes, cid_base: str = "cid/", allow_remote: bool = False) -> MailView:
-    msg = parse(raw)
-    names = ("From", "To", "Cc", "Date", "Subject", "Message-ID")
-    headers = {n: _header(msg, n) for n in names if _header(msg, n)}
-    header_block = raw[: _header_end(raw)].decode("utf-8", errors="replace")
-    date = None
-    if headers.get("Date"):
-        try:
-            date = parsedate_to_datetime(headers["Date"]).isoformat()
-        except (TypeError, ValueError):
-            date = None
-    text_body = html_body = None
-    for part in _leaves(msg):
-        if part.get_content_maintype() != "text" or (part.get_content_disposition() or "") == "attachment":
-            continue
-        if part.get_filename():
-            continue
-        sub = part.get_content_subtype()
-        if sub == "html" and html_body is None:
-            html_body = _decode_text(part)
-        elif sub == "plain" and text_body is None:
-            text_body = _decode_text(part)
-    remote = 0
-    safe_html = None
-    if html_body is not None:
-        safe_html, remote = sanitize(html_body, cid_base, allow_remote)
-    atts = [a for a, _ in attachments(msg)]
-    return MailView(headers, header_block, date, text_body, safe_html, atts, remote)
+    base = show.view(raw)
+    markup = show.html_body(raw)
+    safe_html, remote = sanitize(markup, cid_base, allow_remote) if markup is not None else (None, 0)
+    subject = next((v for h, v in base.headers if h.lower() == "subject"), "")
+    return MailView(base.headers, subject, base.text, safe_html, base.attachments, remote)
 
 
 def body_document(v: MailView) -> str:
@@ -235,11 +139,10 @@ def body_document(v: MailView) -> str:
     )
 
 
-def addresses(value: str) -> list[str]:
-    return [a for _, a in getaddresses([value]) if a]
-
-
 def summary(raw: bytes) -> dict[str, Any]:
     """From, subject and date of a message, for lists (headers only)."""
-    msg = parse(raw[: _header_end(raw)] + b"\n\n")
-    return {"from": _header(msg, "From"), "subject": _header(msg, "Subject"), "date": _header(msg, "Date")}
+    msg = show.parse(raw[: _header_end(raw)] + b"\n\n")
+    return {
+        k: decode_header_value(msg.get(h, ""))
+        for k, h in (("from", "From"), ("subject", "Subject"), ("date", "Date"))
+    }

@@ -9,6 +9,7 @@ import socket
 import httpx
 import pytest
 
+from tests.common import invoke
 from tests.web.helpers import CID_PNG, Served, hostile_message
 
 
@@ -106,7 +107,7 @@ def test_pages_and_bodies_carry_strict_csp(served: Served) -> None:
     assert "img-src 'self' data: http: https:" in remote.headers["content-security-policy"]
 
 
-def test_downloads_are_exact(served: Served) -> None:
+def test_downloads_are_exact(served: Served, web_vault, tmp_path) -> None:
     client = login(served)
     raw = hostile_message()
     blob = hashlib.sha256(raw).hexdigest()
@@ -115,9 +116,12 @@ def test_downloads_are_exact(served: Served) -> None:
     assert "attachment" in eml.headers["content-disposition"]
     page = client.get(f"/message/{blob}").text
     assert "report.pdf" in page
-    att = client.get(f"/message/{blob}/attachment/2")
+    att = client.get(f"/message/{blob}/attachment/1")  # numbered as `mailvault show` numbers them
     assert att.content == b"%PDF-1.4 fake report body\n"
     assert att.headers["content-type"] == "application/octet-stream"
+    out = tmp_path / "att.bin"
+    invoke("show", web_vault, blob[:10], "--attachment", "1", "--output", out)
+    assert out.read_bytes() == att.content  # the UI and `mailvault show` number attachments alike
     img = client.get(f"/message/{blob}/cid/logo%40example.org")
     assert img.content == CID_PNG and img.headers["content-type"] == "image/png"
     assert client.get(f"/message/{'f' * 64}/eml").status_code == 404
