@@ -50,10 +50,11 @@ _MAGIC = (
 
 
 def pst_available() -> bool:
-    """True once the Outlook PST/OST importer (``mailvault.sources.pst``) is installed."""
+    """True once the Outlook PST/OST importer (``mailvault.sources.pst``) and libpff are installed."""
     try:
-        return importlib.util.find_spec("mailvault.sources.pst.importer") is not None or (
-            importlib.util.find_spec("mailvault.sources.pst.reader") is not None
+        return (
+            importlib.util.find_spec("mailvault.sources.pst") is not None
+            and importlib.util.find_spec("pypff") is not None
         )
     except (ImportError, ValueError):
         return False
