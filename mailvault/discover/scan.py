@@ -284,14 +284,13 @@ def _pst_count(p: Path) -> int | None:
         pst = importlib.import_module("mailvault.sources.pst")  # optional: lands separately
     except ImportError:
         return None
-    counter = getattr(pst, "count_pst", None)
+    counter = getattr(pst, "count_messages", None)
     if counter is None:
         return None
     try:
-        report = counter(p)
+        mail = counter(p)
     except Exception:  # an unreadable PST: fall back to the estimate
         return None
-    mail = getattr(report, "mail", report)
     return mail if isinstance(mail, int) else None
 
 
