@@ -20,7 +20,7 @@ from mailvault.model import FolderInfo
 from mailvault.progress import QUIET, Progress
 from mailvault.sources.applemail import iter_applemail
 from mailvault.sources.detect import FORMATS, detect_format, sniff_file
-from mailvault.sources.local import PST_MAGIC, Folder, iter_local
+from mailvault.sources.local import PST_MAGIC, Folder, collect_unreadable, iter_local
 from mailvault.sources.takeout import iter_takeout
 from mailvault.vault.repository import Repository, new_snapshot
 from mailvault.vault.snapshots import ManifestEntry, SnapshotFolder
@@ -82,7 +82,7 @@ def import_local(
         pst_folders = iter_pst(path, pst_report)  # opens the file now: an unreadable PST stores nothing
     with repo.lock():
         writer = repo.writer()
-        with progress.bar(f"import {Path(path).name}", unit="msg") as bar:
+        with progress.bar(f"import {Path(path).name}", unit="msg") as bar, collect_unreadable(problems):
             if kind == "takeout":
                 folders, total_msgs, total_bytes = _import_takeout(writer, path, bar.update)
             else:

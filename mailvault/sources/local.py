@@ -16,12 +16,14 @@ is on disk (``"."`` for a Maildir root).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -311,6 +313,36 @@ def _refuse_pst(p: Path) -> SourceError:
     )
 
 
+#: Where unreadable files are reported during :func:`collect_unreadable` (else they raise).
+_UNREADABLE: ContextVar[list[str] | None] = ContextVar("mailvault_local_unreadable", default=None)
+
+
+@contextlib.contextmanager
+def collect_unreadable(problems: list[str]) -> Iterator[None]:
+    """While active, a message file (or mbox file) that cannot be read is skipped and named in
+    ``problems`` (``<file> (folder <name>): cannot read: <error>, skipped``) instead of raising
+    :class:`SourceError`. The importer uses it so one bad file does not stop the import."""
+    token = _UNREADABLE.set(problems)
+    try:
+        yield
+    finally:
+        _UNREADABLE.reset(token)
+
+
+class _Unreadable(Exception):
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(str(path))
+        self.path = path
+        self.error = error
+
+
+def _unreadable(p: Path, folder: str, e: OSError) -> None:
+    problems = _UNREADABLE.get()
+    if problems is None:
+        raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+    problems.append(f"{p} (folder {folder or '?'}): cannot read: {e.strerror or e}, skipped")
+
+
 def _read_file(p: Path) -> bytes:
     try:
         with open(p, "rb") as f:
@@ -443,15 +475,16 @@ def _mbox_folder_name(filename: str) -> str:
 
 def _mbox_folder(p: Path, name: str, name_raw: str, mboxrd: bool, *, mozilla: bool = False) -> Folder:
     return FolderInfo(name=name, name_raw=_clean_name(name_raw), delimiter="/"), _iter_mbox_messages(
-        p, mboxrd=mboxrd, mozilla=mozilla
+        p, mboxrd=mboxrd, mozilla=mozilla, folder=name
     )
 
 
-def _iter_mbox_messages(p: Path, *, mboxrd: bool, mozilla: bool) -> Iterator[SourceMessage]:
+def _iter_mbox_messages(p: Path, *, mboxrd: bool, mozilla: bool, folder: str = "") -> Iterator[SourceMessage]:
     try:
         f = open(p, "rb", buffering=_READ_BUFFER)  # noqa: SIM115  # closed below
     except OSError as e:
-        raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+        _unreadable(p, folder, e)
+        return
     with f:
         if f.read(4) == PST_MAGIC:
             raise _refuse_pst(p)
@@ -527,10 +560,12 @@ def _is_mbox_file(name: str) -> bool:
 
 
 def _eml_folder(folder_dir: Path, name: str, name_raw: str, files: list[str]) -> Folder:
-    return FolderInfo(name=name, name_raw=name_raw, delimiter="/"), _iter_eml_messages(folder_dir, files)
+    return FolderInfo(name=name, name_raw=name_raw, delimiter="/"), _iter_eml_messages(
+        folder_dir, files, name
+    )
 
 
-def _iter_eml_messages(folder_dir: Path, files: list[str]) -> Iterator[SourceMessage]:
+def _iter_eml_messages(folder_dir: Path, files: list[str], folder: str = "") -> Iterator[SourceMessage]:
     for filename in files:
         p = folder_dir / filename
         try:
@@ -541,7 +576,8 @@ def _iter_eml_messages(folder_dir: Path, files: list[str]) -> Iterator[SourceMes
             log.warning("%s vanished while reading, skipped", p)
             continue
         except OSError as e:
-            raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+            _unreadable(p, folder, e)
+            continue
         if raw.startswith(PST_MAGIC):
             raise _refuse_pst(p)
         yield SourceMessage(uid=_clean_name(filename), raw=raw, internaldate=header_date(raw) or _mtime(st))
@@ -712,7 +748,7 @@ def _iter_maildir(root: Path) -> Iterator[Folder]:
         info = FolderInfo(
             name=name, name_raw=_clean_name(name_raw), delimiter="/", uidvalidity=validity, uidnext=nextuid
         )
-        yield info, _iter_maildir_messages(d)
+        yield info, _iter_maildir_messages(d, name)
 
 
 def _maildir_flags(info: str, keywords: dict[str, str]) -> tuple[tuple[str, ...], str]:
@@ -728,7 +764,7 @@ def _maildir_flags(info: str, keywords: dict[str, str]) -> tuple[tuple[str, ...]
     return tuple(dict.fromkeys(flags)), unknown
 
 
-def _iter_maildir_messages(d: Path) -> Iterator[SourceMessage]:
+def _iter_maildir_messages(d: Path, folder: str = "") -> Iterator[SourceMessage]:
     keywords = _read_keywords(d)
     files: list[tuple[str, str]] = []
     for sub in ("cur", "new"):
@@ -741,7 +777,11 @@ def _iter_maildir_messages(d: Path) -> Iterator[SourceMessage]:
     files.sort()
     for filename, sub in files:
         p = d / sub / filename
-        got = _read_maildir_file(d, p, filename)
+        try:
+            got = _read_maildir_file(d, p, filename)
+        except _Unreadable as e:
+            _unreadable(e.path, folder, e.error)
+            continue
         if got is None:
             continue
         name, raw, st = got
@@ -764,7 +804,7 @@ def _read_maildir_file(d: Path, p: Path, filename: str) -> tuple[str, bytes, os.
     except FileNotFoundError:
         pass
     except OSError as e:
-        raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+        raise _Unreadable(p, e) from None
     # Another program may have renamed it (a flag change) meanwhile: look again.
     found = _find_renamed(d, filename)
     if found is None:
@@ -775,7 +815,7 @@ def _read_maildir_file(d: Path, p: Path, filename: str) -> tuple[str, bytes, os.
         with open(p, "rb") as f:
             return filename, f.read(), os.fstat(f.fileno())
     except OSError as e:
-        raise SourceError(f"{p}: cannot read: {e.strerror or e}") from None
+        raise _Unreadable(p, e) from None
 
 
 def _find_renamed(d: Path, filename: str) -> tuple[Path, str] | None:
