@@ -29,6 +29,7 @@ from typing import Any
 from mailvault.backup import BackupOptions, backup
 from mailvault.config import AccountConfig, Config, JobConfig, VaultConfig
 from mailvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ConfigError, LockedError, MailvaultError
+from mailvault.net.providers import apply_limits
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, parse_url
 from mailvault.passwords import from_command, from_env, from_file, secret_provider
 from mailvault.progress import QUIET, Progress
@@ -362,7 +363,9 @@ class Runner:
                     account=acc.name,
                     maps=parse_map(job.maps),
                     into=job.into,
-                    max_upload_mb_per_day=job.max_upload_mb_per_day,
+                    max_upload_mb_per_day=apply_limits(
+                        self.config.providers.get(target.provider), job.max_upload_mb_per_day, None
+                    )[0],
                 ),
                 progress=self.progress,
             )

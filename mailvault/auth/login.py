@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import html
+import os
 import secrets
+import sys
 import threading
 import time
 import webbrowser
@@ -76,6 +78,19 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
+def graphical_session() -> bool:
+    """Whether a browser can be shown here (on Linux/BSD: an X11 or Wayland display). Without one,
+    Python's webbrowser may start a text-mode browser in this terminal: better only print the URL."""
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def _open_quietly(url: str) -> None:
+    with contextlib.suppress(webbrowser.Error, OSError):
+        webbrowser.open(url, new=1)
+
+
 def _consent_message(provider: Provider, error: str, description: str) -> str:
     text = f"{error} {description}".lower()
     if provider.admin_consent and (error == "consent_required" or any(m in text for m in CONSENT_MARKERS)):
@@ -114,9 +129,9 @@ def code_flow(
         url, _ = sess.create_authorization_url(authorize_url, state=state, code_verifier=verifier, **extra)
         emit(f"Sign in as {user} with {provider.title or provider.name}: open this URL in a browser")
         emit(url)
-        if open_browser:
-            with contextlib.suppress(webbrowser.Error):
-                webbrowser.open(url, new=1)
+        if open_browser and graphical_session():
+            # In a thread: a browser launcher may wait for the browser to exit.
+            threading.Thread(target=_open_quietly, args=(url,), daemon=True).start()
         if not listener.done.wait(timeout):
             raise AuthError(
                 f"{provider.name}: no answer from the browser within {int(timeout)} s; nothing saved"

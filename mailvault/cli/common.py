@@ -179,3 +179,15 @@ def _bind_vault(repo: Any, *creds: Any) -> None:
 
     for c in creds:
         bind_vault(c, repo.backend, repo.sealer)
+
+
+def _limits(
+    endpoint: Any, upload_mb_per_day: int | None, connections: int | None
+) -> tuple[int | None, int | None]:
+    """The provider preset's upload budget and connection cap for a ``PROVIDER:ADDRESS`` endpoint."""
+    from mailvault.net.providers import apply_limits, presets
+
+    if not endpoint.provider:
+        return upload_mb_per_day, connections
+    providers = _cli_providers(f"{endpoint.provider}:{endpoint.user}") or presets()
+    return apply_limits(providers.get(endpoint.provider), upload_mb_per_day, connections)

@@ -23,6 +23,7 @@ from mailvault.cli.common import (
     _bind_vault,
     _emit_json,
     _human,
+    _limits,
     _open,
     _progress,
     _server_access,
@@ -79,7 +80,7 @@ def backup(
             folders=folder or (),
             exclude_folders=exclude_folder or (),
             delete_after_days=delete_after_days,
-            connections=max(1, connections),
+            connections=max(1, _limits(endpoint, None, connections)[1] or 1),
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
             _bind_vault(repo, creds)
@@ -160,8 +161,8 @@ def restore(
             maps=parse_map(map_ or []),
             into=into,
             dry_run=dry_run,
-            max_upload_mb_per_day=max_upload_mb_per_day,
-            connections=connections,
+            max_upload_mb_per_day=_limits(endpoint, max_upload_mb_per_day, connections)[0],
+            connections=_limits(endpoint, max_upload_mb_per_day, connections)[1],
         )
         if search is not None:
             from mailvault.index import parse_query
@@ -298,8 +299,8 @@ def migrate(
                 folders=folder or (),
                 maps=parse_map(map_ or []),
                 dry_run=dry_run,
-                max_upload_mb_per_day=max_upload_mb_per_day,
-                connections=connections,
+                max_upload_mb_per_day=_limits(dst_ep, max_upload_mb_per_day, connections)[0],
+                connections=_limits(dst_ep, max_upload_mb_per_day, connections)[1],
             )
             r = run_restore(repo, dst_ep, dst_creds, tls, options, progress=_progress(quiet, as_json))
             return location, b, r

@@ -217,4 +217,18 @@ def resolve_address(spec: str, providers: Mapping[str, Provider] | None = None) 
     return table[name], proto, address
 
 
-__all__ = ["Provider", "presets", "registry", "resolve_address", "split_address"]
+def apply_limits(
+    provider: Provider | None, upload_mb_per_day: int | None, connections: int | None
+) -> tuple[int | None, int | None]:
+    """A provider's limits as defaults and caps: its upload budget when none is given, and no more
+    parallel connections than it allows."""
+    if provider is None:
+        return upload_mb_per_day, connections
+    if upload_mb_per_day is None and provider.upload_mb_per_day:
+        upload_mb_per_day = provider.upload_mb_per_day
+    if connections is not None and provider.max_connections:
+        connections = min(connections, provider.max_connections)
+    return upload_mb_per_day, connections
+
+
+__all__ = ["Provider", "apply_limits", "presets", "registry", "resolve_address", "split_address"]

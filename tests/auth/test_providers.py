@@ -214,3 +214,13 @@ def test_tokens_are_never_stored_in_an_unencrypted_vault(tmp_path: Path) -> None
     assert not list((tmp_path / "plain").rglob("*")) or not any(
         p.is_file() for p in (tmp_path / "plain").rglob("*")
     )
+
+
+def test_provider_limits_are_defaults_and_caps() -> None:
+    from mailvault.net.providers import apply_limits
+
+    gmail = presets()["gmail"]
+    assert apply_limits(gmail, None, 40) == (500, 15)  # Gmail's budget, and at most 15 connections
+    assert apply_limits(gmail, 100, 2) == (100, 2)  # what the user asked, within the caps
+    assert apply_limits(presets()["fastmail"], None, 8) == (None, 8)  # no limits known: unchanged
+    assert apply_limits(None, None, None) == (None, None)
