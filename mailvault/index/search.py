@@ -193,14 +193,17 @@ def search(
     account: str | None = None,
     snapshot: str = "latest",
     limit: int | None = None,
+    offset: int = 0,
 ) -> list[Hit]:
-    """The hits of ``query`` (text or parsed), newest first, at most ``limit``."""
+    """The hits of ``query`` (text or parsed), newest first: at most ``limit``, after skipping
+    ``offset`` (pages of a folder listing: ``search(db, 'in:"INBOX"', snapshot=id, limit=50,
+    offset=100)``)."""
     q = parse_query(query) if isinstance(query, str) else query
     stmt, params, _ = _statement(db, q, account, snapshot)
     stmt += " ORDER BY d IS NULL, d DESC, s.account, sf.folder, m.uid"
-    if limit is not None:
-        stmt += " LIMIT ?"
-        params.append(limit)
+    if limit is not None or offset:
+        stmt += " LIMIT ? OFFSET ?"
+        params += [-1 if limit is None else limit, offset]
     rows = _run(lambda d: d.execute(stmt, params).fetchall(), db)
     return [_hit(r) for r in rows]
 

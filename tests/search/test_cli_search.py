@@ -270,3 +270,26 @@ def test_show_unknown_or_ambiguous_blob(loaded: Path) -> None:
     assert_one_line_error(mv("show", loaded, "0000000000", code=None), 2, "no message")
     assert_one_line_error(mv("show", loaded, "xyz", code=None), 2, "not a blob id")
     assert os.environ.get("MAILVAULT_CACHE_DIR")
+
+
+def test_core_api_pages_and_counts(loaded: Path, vault_password: str) -> None:
+    """What the web UI builds on: update_index, search with limit/offset, count, select."""
+    from mailvault.index import count, open_index, search, select, update_index
+    from mailvault.vault.repository import Repository
+
+    with Repository.open(str(loaded), vault_password.encode) as repo:
+        stats = update_index(repo)
+        assert stats.messages_total == 5
+        db = open_index(repo)
+        try:
+            everything = [h.blob for h in search(db, "")]
+            assert len(everything) == count(db, "") == 5
+            pages = [h.blob for off in (0, 2, 4) for h in search(db, "", limit=2, offset=off)]
+            assert pages == everything
+            snap = search(db, "zebrafish")[0].snapshot
+            assert select(db, "from:alice", snap) == {
+                "INBOX": {("invoice.eml", sha(MESSAGES["INBOX"]["invoice.eml"]))},
+                "Archive/2018": {("alice-old.eml", sha(MESSAGES["Archive/2018"]["alice-old.eml"]))},
+            }
+        finally:
+            db.close()
