@@ -345,7 +345,7 @@ _PHRASE_CHECK = {
     "filename": "mv_phrase(g.attachments, ?)",
     None: "mv_body_phrase(g.blob, ?)",
 }
-_DATE = "COALESCE(g.date, m.idate)"
+_DATE = "m.sortdate"  # the Date header, else the INTERNALDATE (see store.py)
 
 
 def to_sql(node: Node) -> tuple[str, list[object]]:

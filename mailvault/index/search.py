@@ -111,33 +111,62 @@ def _scope(
 
 
 _COLS = (
-    "g.blob, s.account, s.sid, sf.folder, m.uid, COALESCE(g.date, m.idate) AS d, g.from_, g.to_, "
+    "g.blob, s.account, s.sid, sf.folder, m.uid, m.sortdate AS d, g.from_, g.to_, "
     "g.subject, g.size, m.flags, g.attachments"
 )
-_JOINS = (
-    "JOIN snapfolders sf ON sf.snap = s.id JOIN members m ON m.manifest = sf.manifest "
+_BY_DATE = (
+    "members m INDEXED BY members_sortdate CROSS JOIN snapfolders sf ON sf.manifest = m.manifest "
+    "CROSS JOIN snapshots s ON s.id = sf.snap CROSS JOIN msgs g ON g.id = m.msg"
+)
+_BY_TEXT = (
+    "(SELECT rowid AS id FROM fts WHERE fts MATCH ?) f CROSS JOIN msgs g ON g.id = f.id "
+    "CROSS JOIN members m ON m.msg = g.id CROSS JOIN snapfolders sf ON sf.manifest = m.manifest "
+    "CROSS JOIN snapshots s ON s.id = sf.snap"
+)
+_ALL = (
+    "snapshots s JOIN snapfolders sf ON sf.snap = s.id JOIN members m ON m.manifest = sf.manifest "
     "JOIN msgs g ON g.id = m.msg"
 )
+#: A full-text match of at least this many messages is not read whole for a page of hits:
+#: the messages are walked newest first along the date index and each is checked instead.
+DRIVE_MAX = 2000
+
+
+def _at_least(db: sqlite3.Connection, match: str, n: int) -> bool:
+    row = db.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM fts WHERE fts MATCH ? LIMIT ?)", (match, n)
+    ).fetchone()
+    return int(row[0]) >= n
 
 
 def _statement(
-    db: sqlite3.Connection, q: Query, account: str | None, snapshot: str
+    db: sqlite3.Connection, q: Query, account: str | None, snapshot: str, *, page: bool = False
 ) -> tuple[str, list[object], bool]:
-    """SELECT <_COLS>[, MAX(s.time)] ... for the hits of ``q`` (no ORDER BY / LIMIT)."""
+    """SELECT <_COLS>[, MAX(s.time)] ... for the hits of ``q`` (no ORDER BY / LIMIT).
+
+    Two plans. *By text*: start from the full-text matches (a selective word costs a few
+    index reads). *By date* (only for a page of hits, ``page``): walk the messages newest
+    first along the date index, checking each against the query, and stop once the page is
+    full — for a common word, a date range or a filter without words.
+    """
     scope_sql, scope_params, group = _scope(db, q, account, snapshot)
     driver, rest = split_driver(q.root)
     where = [scope_sql]
     params: list[object] = []
-    if driver is not None:
-        source = (
-            "(SELECT rowid AS id FROM fts WHERE fts MATCH ?) f CROSS JOIN msgs g ON g.id = f.id "
-            "CROSS JOIN members m ON m.msg = g.id CROSS JOIN snapfolders sf ON sf.manifest = m.manifest "
-            "CROSS JOIN snapshots s ON s.id = sf.snap"
-        )
+    by_date = page and not group and (driver is None or _at_least(db, driver, DRIVE_MAX))
+    if by_date:
+        source = _BY_DATE
+        params.extend(scope_params)
+        if driver is not None:
+            where.append("EXISTS (SELECT 1 FROM fts WHERE fts MATCH ? AND rowid = m.msg)")
+            params.append(driver)
+    elif driver is not None:
+        source = _BY_TEXT
         params.append(driver)
+        params.extend(scope_params)
     else:
-        source = f"snapshots s {_JOINS}"
-    params.extend(scope_params)
+        source = _ALL
+        params.extend(scope_params)
     if rest is not None:
         sql, p = to_sql(rest)
         where.append(f"({sql})")
@@ -199,8 +228,8 @@ def search(
     ``offset`` (pages of a folder listing: ``search(db, 'in:"INBOX"', snapshot=id, limit=50,
     offset=100)``)."""
     q = parse_query(query) if isinstance(query, str) else query
-    stmt, params, _ = _statement(db, q, account, snapshot)
-    stmt += " ORDER BY d IS NULL, d DESC, s.account, sf.folder, m.uid"
+    stmt, params, _ = _statement(db, q, account, snapshot, page=limit is not None)
+    stmt += " ORDER BY d DESC, s.account, sf.folder, m.uid"
     if limit is not None or offset:
         stmt += " LIMIT ? OFFSET ?"
         params += [-1 if limit is None else limit, offset]

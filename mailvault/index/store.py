@@ -20,7 +20,9 @@ Tables:
     (:func:`mailvault.index.extract.cjk_bigrams`).
 ``manifests`` / ``members``
     a folder manifest (content-addressed, so shared by every snapshot in which the folder
-    did not change) and its rows: uid, message, flags, INTERNALDATE.
+    did not change) and its rows: uid, message, flags, INTERNALDATE, and the date hits are
+    sorted and filtered by (Date header, else INTERNALDATE; indexed, so "newest first,
+    50 of them" reads 50 rows, not every match).
 ``snapshots`` / ``snapfolders``
     the snapshots indexed, and which manifest each of their folders has.
 """
@@ -35,7 +37,7 @@ from pathlib import Path
 from mailvault.errors import IndexError_
 from mailvault.vault.index import default_cache_root
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 DB_NAME = "search.sqlite"
 
 _SCHEMA = """
@@ -59,10 +61,12 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 CREATE TABLE IF NOT EXISTS manifests(id INTEGER PRIMARY KEY, blob BLOB UNIQUE NOT NULL);
 CREATE TABLE IF NOT EXISTS members(
     manifest INTEGER NOT NULL, uid NOT NULL, msg INTEGER NOT NULL, flags TEXT NOT NULL,
-    idate INTEGER
+    idate INTEGER,
+    sortdate INTEGER  -- the message's date: its Date header, else INTERNALDATE; NULL if neither
 );
 CREATE INDEX IF NOT EXISTS members_manifest ON members(manifest);
 CREATE INDEX IF NOT EXISTS members_msg ON members(msg);
+CREATE INDEX IF NOT EXISTS members_sortdate ON members(sortdate);
 CREATE TABLE IF NOT EXISTS snapshots(
     id INTEGER PRIMARY KEY, sid TEXT UNIQUE NOT NULL, account TEXT NOT NULL, time TEXT NOT NULL,
     latest INTEGER NOT NULL DEFAULT 0
@@ -102,9 +106,10 @@ def connect(path: Path) -> sqlite3.Connection:
         if row is None:
             db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
             db.commit()
-        elif row[0] != SCHEMA_VERSION:
+        elif row[0] != SCHEMA_VERSION:  # derived data of another version: start again
             db.close()
-            raise IndexError_(f"{path}: search index has another schema (run 'mailvault index --rebuild')")
+            remove(path)
+            return connect(path)
     except sqlite3.Error as exc:
         raise IndexError_(f"{path}: search index unusable: {exc} (run 'mailvault index --rebuild')") from None
     except OSError as exc:

@@ -195,11 +195,15 @@ class _Updater:
             mid = int(cur.lastrowid or 0)
             rows = []
             for e in entries:
-                row = db.execute("SELECT id FROM msgs WHERE blob=?", (bytes.fromhex(e.blob),)).fetchone()
+                row = db.execute(
+                    "SELECT id, date FROM msgs WHERE blob=?", (bytes.fromhex(e.blob),)
+                ).fetchone()
                 if row is None:  # cannot happen: _index_blobs indexed every blob first
                     raise MailvaultError(f"search index: blob {e.blob[:12]} missing after indexing")
-                rows.append((mid, e.uid, row[0], " ".join(e.flags), to_unix(e.internaldate)))
-            db.executemany("INSERT INTO members VALUES (?,?,?,?,?)", rows)
+                idate = to_unix(e.internaldate)
+                sortdate = row[1] if row[1] is not None else idate
+                rows.append((mid, e.uid, row[0], " ".join(e.flags), idate, sortdate))
+            db.executemany("INSERT INTO members VALUES (?,?,?,?,?,?)", rows)
         self.stats.manifests_added += 1
         self.stats.members_added += len(rows)
         return mid

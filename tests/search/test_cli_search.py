@@ -293,3 +293,41 @@ def test_core_api_pages_and_counts(loaded: Path, vault_password: str) -> None:
             }
         finally:
             db.close()
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "from:alice",
+        "from:alice -subject:invoice",
+        '"spam assassin"',
+        "after:2019-01-01",
+        "has:attachment",
+        "zebrafish OR numbers",
+        "in:INBOX is:unread",
+        "cafe",
+    ],
+)
+def test_both_query_plans_give_the_same_page(
+    loaded: Path, vault_password: str, monkeypatch: pytest.MonkeyPatch, query: str
+) -> None:
+    """A page of hits read newest first along the date index (chosen for common words) equals the
+    same page read from the full-text matches."""
+    import importlib
+
+    from mailvault.index import open_index, update_index
+    from mailvault.vault.repository import Repository
+
+    msearch = importlib.import_module("mailvault.index.search")  # (the package's `search` is the function)
+    with Repository.open(str(loaded), vault_password.encode) as repo:
+        update_index(repo)
+        db = open_index(repo)
+        try:
+            whole = [(h.folder, h.uid) for h in msearch.search(db, query)]  # no limit: by text / all
+            monkeypatch.setattr(msearch, "DRIVE_MAX", 1)
+            for limit in (1, 2, 10):
+                assert [(h.folder, h.uid) for h in msearch.search(db, query, limit=limit)] == whole[:limit]
+            assert [(h.folder, h.uid) for h in msearch.search(db, query, limit=2, offset=1)] == whole[1:3]
+        finally:
+            db.close()
