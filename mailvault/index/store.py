@@ -101,15 +101,16 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA cache_size=-65536")
-        db.executescript(_SCHEMA)
+        db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
-            db.commit()
-        elif row[0] != SCHEMA_VERSION:  # derived data of another version: start again
+        if row is not None and row[0] != SCHEMA_VERSION:  # derived data of another version: start again
             db.close()
             remove(path)
             return connect(path)
+        db.executescript(_SCHEMA)
+        if row is None:
+            db.execute("INSERT INTO meta VALUES('schema', ?)", (SCHEMA_VERSION,))
+            db.commit()
     except sqlite3.Error as exc:
         raise IndexError_(f"{path}: search index unusable: {exc} (run 'mailvault index --rebuild')") from None
     except OSError as exc:
