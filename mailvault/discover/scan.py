@@ -37,6 +37,7 @@ from mailvault.errors import SourceError
 from mailvault.sources.applemail import count_messages as count_emlx
 from mailvault.sources.counting import count_mbox
 from mailvault.sources.detect import PST_MAGIC
+from mailvault.sources.takeout import archive_mbox_bytes, is_takeout_archive
 
 __all__ = ["Store", "discover"]
 
@@ -66,6 +67,8 @@ _EXT_RE = re.compile(r"\.[A-Za-z][A-Za-z0-9_-]{0,7}$")
 _NAME_RE = re.compile(r"[^A-Za-z0-9@._+-]+")
 #: Without the PST reader: assumed average size of one item in a PST/OST.
 PST_BYTES_PER_MESSAGE = 50_000
+#: For a Takeout archive: assumed average size of one message in its mbox.
+TAKEOUT_BYTES_PER_MESSAGE = 50_000
 
 
 @dataclass
@@ -243,6 +246,12 @@ def _visit_files(w: _Walk, d: Path, filenames: list[str], dirnames: list[str]) -
             if head.startswith(PST_MAGIC):
                 _add_pst(w, p)
             continue
+        if low.endswith((".zip", ".tgz", ".tar.gz")) and is_takeout_archive(p):
+            mbox_bytes = archive_mbox_bytes(p) or p.stat().st_size
+            store = _add(w, "google-takeout", "takeout", p, max(1, mbox_bytes // TAKEOUT_BYTES_PER_MESSAGE),
+                         _stem(name), estimate=True)  # fmt: skip
+            store.note = "Takeout archive: imported as a stream; message count estimated from the size"
+            continue
         if head.startswith(b"From ") and (low.endswith((".mbox", ".mbx")) or not _EXT_RE.search(name)):
             if _is_takeout_head(head):
                 _add(w, "google-takeout", "takeout", p, count_mbox(p), _stem(name))
@@ -350,7 +359,7 @@ def _client_from_path(p: Path, default: str) -> str:
 
 
 def _stem(name: str) -> str:
-    for suffix in (".mbox", ".mbx", ".pst", ".ost"):
+    for suffix in (".mbox", ".mbx", ".pst", ".ost", ".zip", ".tgz", ".tar.gz"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name

@@ -19,7 +19,7 @@ from pathlib import Path
 from mailvault.errors import SourceError
 from mailvault.sources import local
 from mailvault.sources.applemail import looks_like_applemail
-from mailvault.sources.takeout import looks_like_takeout
+from mailvault.sources.takeout import is_takeout_archive, looks_like_takeout
 
 __all__ = ["FORMATS", "detect_format", "pst_available", "sniff_file"]
 
@@ -77,6 +77,8 @@ def sniff_file(p: Path) -> str:
         raise SourceError(f"{p}: is an Outlook PST/OST file, which this mailvault cannot read")
     if not head.strip():
         return "mbox"  # an empty mbox: nothing to import, nothing wrong
+    if head.startswith((b"PK\x03\x04", b"\x1f\x8b")) and is_takeout_archive(p):
+        return "takeout"
     text = head[len(_BOM) :] if head.startswith(_BOM) else head
     if p.name.endswith(".emlx") or _EMLX_RE.match(text):
         return "applemail"

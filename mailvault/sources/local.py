@@ -27,7 +27,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from imapclient import imap_utf7
 
@@ -398,7 +397,7 @@ def _finish(lines: list[bytes]) -> bytes:
     return b"".join(lines)
 
 
-def split_mbox(f: BinaryIO, *, mboxrd: bool = False) -> Iterator[tuple[bytes | None, bytes]]:
+def split_mbox(f: Iterable[bytes], *, mboxrd: bool = False) -> Iterator[tuple[bytes | None, bytes]]:
     """Split an mbox stream into ``(From line, message bytes)`` pairs, reading incrementally.
 
     Every line beginning with ``From `` starts a message (Python's ``mailbox`` rule). One

@@ -23,6 +23,8 @@ import contextlib
 import csv
 import os
 import re
+import tarfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,7 +35,14 @@ from mailvault.errors import SourceError
 from mailvault.model import FolderInfo, SourceMessage
 from mailvault.sources.local import header_date, header_fields, parse_from_line_date, split_mbox
 
-__all__ = ["TakeoutMessage", "iter_takeout", "looks_like_takeout", "parse_labels"]
+__all__ = [
+    "TakeoutMessage",
+    "archive_mbox_bytes",
+    "is_takeout_archive",
+    "iter_takeout",
+    "looks_like_takeout",
+    "parse_labels",
+]
 
 ALL_MAIL = FolderInfo(name="All Mail", name_raw="All Mail", delimiter="/", special_use="\\All")
 CHATS = FolderInfo(name="Chats", name_raw="Chat", delimiter="/")
@@ -158,12 +167,72 @@ def _folders_for(labels: list[str]) -> tuple[list[FolderInfo], list[str], set[st
     return unique, list(dict.fromkeys(gm)), flags, categories
 
 
+def is_takeout_archive(p: Path) -> bool:
+    """A Takeout download: a zip holding ``*.mbox`` members (read from its directory, cheap), or a
+    ``.tgz``/``.tar.gz`` whose name says ``takeout`` (its members are only seen while importing)."""
+    low = p.name.lower()
+    if low.endswith((".tgz", ".tar.gz")):
+        return "takeout" in low and p.is_file()
+    try:
+        if not zipfile.is_zipfile(p):
+            return False
+        with zipfile.ZipFile(p) as zf:
+            return any(_is_mbox_member(n) for n in zf.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def archive_mbox_bytes(p: Path) -> int:
+    """Uncompressed size of the ``*.mbox`` members of a Takeout zip (0 for a tgz: not listed)."""
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return sum(i.file_size for i in zf.infolist() if _is_mbox_member(i.filename))
+    except (OSError, zipfile.BadZipFile):
+        return 0
+
+
+def _is_mbox_member(name: str) -> bool:
+    return name.lower().endswith(".mbox") and not name.endswith("/")
+
+
 def iter_takeout(path: str | Path) -> Iterator[TakeoutMessage]:
-    """Every message of the Takeout mbox file ``path`` (or of every ``*.mbox`` in a directory)."""
+    """Every message of the Takeout mbox file ``path``, of every ``*.mbox`` in a directory, or of
+    every ``*.mbox`` member of a Takeout ``.zip``/``.tgz`` (read as a stream, never unpacked)."""
     p = Path(path)
+    if p.is_file() and is_takeout_archive(p):
+        yield from _iter_archive(p)
+        return
     files = _mbox_files(p) if p.is_dir() else [p]
     for file in files:
         yield from _iter_file(file)
+
+
+def _iter_archive(p: Path) -> Iterator[TakeoutMessage]:
+    found = False
+    mtime = p.stat().st_mtime
+    try:
+        if zipfile.is_zipfile(p):
+            with zipfile.ZipFile(p) as zf:
+                for name in zf.namelist():
+                    if _is_mbox_member(name):
+                        found = True
+                        with zf.open(name) as f:
+                            for n, (from_line, raw) in enumerate(split_mbox(f), 1):
+                                yield _message(n, from_line, raw, mtime)
+        else:
+            with tarfile.open(p, mode="r|*") as tf:
+                for member in tf:
+                    if member.isfile() and _is_mbox_member(member.name):
+                        found = True
+                        stream = tf.extractfile(member)
+                        if stream is None:
+                            continue
+                        for n, (from_line, raw) in enumerate(split_mbox(stream), 1):
+                            yield _message(n, from_line, raw, mtime)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError, EOFError) as e:
+        raise SourceError(f"{p}: cannot read the archive: {e}") from None
+    if not found:
+        raise SourceError(f"{p}: no Takeout mail (*.mbox) in this archive")
 
 
 def _iter_file(p: Path) -> Iterator[TakeoutMessage]:

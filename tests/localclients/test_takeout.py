@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from mailvault.net import mutf7
-from tests.common import mv_json, sha
+from tests.common import mv, mv_json, sha
 from tests.gmail.fakegmail import FakeGmail, running
 from tests.gmail.helpers import make_message
 from tests.localclients.builders import strip_envelope, takeout_date, takeout_mbox
@@ -220,3 +220,41 @@ def test_takeout_real_sample(corpus: Path, vault: Path) -> None:
     assert rows[0]["internaldate"] == "2008-08-05T08:00:23+00:00"
     check = mv_json("check", vault, "--read-data")
     assert check["ok"] is True or check.get("errors") == [], check
+
+
+def test_takeout_zip_and_tgz_archives(tmp_path: Path, vault: Path) -> None:
+    """The download itself (``takeout-….zip`` / ``.tgz``) imports without unpacking, like its mbox."""
+    import tarfile
+    import zipfile
+
+    items = _items([make_message(i, seed=9) for i in range(15)], seed=3)
+    data, expected = takeout_mbox(items)
+    member = "Takeout/Mail/All mail Including Spam and Trash.mbox"
+    zpath = tmp_path / "takeout-20241201T101010Z-001.zip"
+    with zipfile.ZipFile(zpath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("Takeout/archive_browser.html", "<html></html>")
+        zf.writestr(member, data)
+    src = tmp_path / "src"
+    (src / "Takeout" / "Mail").mkdir(parents=True)
+    (src / member).write_bytes(data)
+    tpath = tmp_path / "takeout-20241201T101010Z-001.tgz"
+    with tarfile.open(tpath, "w:gz") as tf:
+        tf.add(src / "Takeout", arcname="Takeout")
+    for account, path in (("zip", zpath), ("tgz", tpath)):
+        out = mv_json("import", vault, path, "--account", account)
+        assert out["format"] == "takeout" and out["messages"] == len(expected)
+        rows = mv_json("ls", vault, "latest", "--account", account)
+        assert {r["blob"] for r in rows} == {sha(m) for m in expected}
+        assert "INBOX" in {r["folder"] for r in rows}
+    stores = mv_json("discover", tmp_path)
+    archives = sorted(s["path"] for s in stores if s["format"] == "takeout" and s["estimate"])
+    assert archives == sorted([str(zpath), str(tpath)])
+    # An archive that holds no mail is refused, and a plain zip is no mail at all.
+    empty = tmp_path / "takeout-empty.tgz"
+    (tmp_path / "drive").mkdir()
+    (tmp_path / "drive" / "notes.txt").write_text("no mail here")
+    with tarfile.open(empty, "w:gz") as tf:
+        tf.add(tmp_path / "drive", arcname="Takeout/Drive")
+    proc = mv("import", vault, empty, "--account", "e", code=2)
+    assert "no Takeout mail" in proc.stderr
+    assert "e" not in {s["account"] for s in mv_json("snapshots", vault)}
