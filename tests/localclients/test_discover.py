@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.common import assert_one_line_error, mv, mv_json, sha
+from tests.common import assert_one_line_error, invoke, mv, mv_json, sha
 from tests.gmail.helpers import make_message
 from tests.localclients.builders import build_v10, takeout_mbox
 
@@ -143,3 +143,50 @@ def test_discover_empty(tmp_path: Path) -> None:
     (tmp_path / "docs" / "a.pdf").write_bytes(b"%PDF-1.4")
     assert mv_json("discover", tmp_path) == []
     assert "no mail stores found" in mv("discover", tmp_path).stdout
+
+
+def test_discover_other_clients(tmp_path: Path) -> None:
+    """Evolution and KMail Maildirs, Claws Mail MH folders, mutt mbox files, Windows Live Mail .eml
+    trees, a SeaMonkey profile; no store is listed twice and noise is ignored."""
+    home = tmp_path / "home" / "dave"
+    evo = home / ".local" / "share" / "evolution" / "mail" / "local"
+    kmail = home / ".local" / "share" / "local-mail"
+    for base in (evo, kmail / "inbox"):
+        for sub in ("cur", "new", "tmp"):
+            (base / sub).mkdir(parents=True)
+    (evo / "cur" / "1.x:2,S").write_bytes(_plain(1))
+    (evo / "new" / "2.x").write_bytes(_plain(2))
+    (kmail / "inbox" / "cur" / "3.x:2,").write_bytes(_plain(3))
+    claws = home / "Mail"
+    for folder, n in (("inbox", 3), ("sent", 1)):
+        (claws / folder).mkdir(parents=True)
+        (claws / folder / ".claws_mark").write_bytes(b"")
+        for i in range(1, n + 1):
+            (claws / folder / str(i)).write_bytes(_plain(10 + i))
+    (home / ".claws-mail").mkdir()
+    (home / "mail").mkdir()
+    (home / "mail" / "lists").write_bytes(_mbox([_plain(i) for i in range(20, 24)]))
+    (home / "notes.txt").write_text("From here on, nothing is mail.\n")
+    wlm = tmp_path / "Users" / "erin" / "AppData" / "Local" / "Microsoft" / "Windows Live Mail"
+    (wlm / "Hotmail (erin)" / "Inbox").mkdir(parents=True)
+    for i in range(5):
+        (wlm / "Hotmail (erin)" / "Inbox" / f"{{ABC{i}}}.eml").write_bytes(_plain(30 + i))
+    sm = tmp_path / "Users" / "erin" / "AppData" / "Roaming" / "Mozilla" / "SeaMonkey"
+    (sm / "Profiles" / "q1.default" / "Mail" / "Local Folders").mkdir(parents=True)
+    (sm / "profiles.ini").write_text("[Profile0]\nName=default\nIsRelative=1\nPath=Profiles/q1.default\n")
+    (sm / "Profiles" / "q1.default" / "Mail" / "Local Folders" / "Inbox").write_bytes(_mbox([_plain(40)]))
+    (sm / "Profiles" / "q1.default" / "Mail" / "Local Folders" / "Inbox.msf").write_bytes(b"")
+
+    stores = json.loads(invoke("discover", tmp_path, "--json").stdout)
+    got = sorted((s["client"], s["format"], s["messages"]) for s in stores)
+    assert got == sorted(
+        [
+            ("evolution", "maildir", 2),
+            ("kmail", "maildir", 1),
+            ("claws-mail", "eml", 4),
+            ("mbox", "mbox", 4),
+            ("windows-live-mail", "eml", 5),
+            ("seamonkey", "thunderbird", 1),
+        ]
+    ), stores
+    assert len({s["account"] for s in stores}) == len(stores)
