@@ -35,7 +35,7 @@ from mailvault.errors import (
     ObjectNotFound,
     RemoteError,
 )
-from mailvault.model import FolderInfo, SourceMessage
+from mailvault.model import FolderInfo, SourceMessage, header_block, message_id
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap, connect_pop3
 from mailvault.prefetch import prefetch
 from mailvault.progress import QUIET, Bar, Progress
@@ -352,9 +352,17 @@ class _ImapBackup(_Base):
             rows.add(e)
 
     @staticmethod
-    def _entry(m: MessageMeta, blob: str, size: int) -> ManifestEntry:
+    def _entry(m: MessageMeta, blob: str, size: int, mid: str | None = None) -> ManifestEntry:
         return ManifestEntry(
-            m.uid, blob, list(m.flags), m.internaldate, size, list(m.labels), m.gm_msgid, m.gm_thrid
+            m.uid,
+            blob,
+            list(m.flags),
+            m.internaldate,
+            size,
+            list(m.labels),
+            m.gm_msgid,
+            m.gm_thrid,
+            message_id=mid,
         )
 
     @staticmethod
@@ -392,7 +400,7 @@ class _ImapBackup(_Base):
                 blob, new = writer.add(item.raw)
                 if new:
                     self.result.new_messages += 1
-            entries.append(self._entry(m, blob, len(item.raw)))
+            entries.append(self._entry(m, blob, len(item.raw), message_id(header_block(item.raw)) or None))
             if m.gm_msgid is not None:
                 self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))
             self._fetched_bytes += len(item.raw)

@@ -6,6 +6,7 @@ them as snapshot folder entries and manifest entries (see docs/FORMAT.md).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -45,3 +46,20 @@ class SourceMessage:
     gm_thrid: int | None = None
     #: Extra source-specific fields worth keeping (JSON-serialisable).
     extra: dict[str, object] = field(default_factory=dict)
+
+
+def header_block(raw: bytes) -> bytes:
+    """The header block of a message (up to the first empty line; at most 64 KiB)."""
+    ends = [e for e in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if e >= 0]
+    return raw[: min(ends) + 1] if ends else raw[:65536]
+
+
+_MSGID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+
+
+def message_id(header_block: bytes) -> str:
+    """The Message-ID of a header block, whitespace-normalised ('' if none)."""
+    m = _MSGID.search(header_block)
+    if not m:
+        return ""
+    return " ".join(m.group(1).decode("latin-1").split())

@@ -39,6 +39,7 @@ from mailvault.errors import (
     ObjectNotFound,
     ProtocolError,
 )
+from mailvault.model import header_block, message_id
 from mailvault.net import mutf7
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
@@ -50,8 +51,6 @@ from mailvault.targets.imap import (
     Rejected,
     SelectedState,
     TargetFolder,
-    header_block,
-    message_id,
 )
 from mailvault.vault.index import default_cache_root
 from mailvault.vault.repository import Repository
@@ -299,6 +298,12 @@ class _Restore:
         plans = self.plan()
         r.folders = plans
         r.messages = sum(p.messages for p in plans)
+        if self.snap.repairs:
+            lost = sum(len(rec.get("lost_messages", [])) for rec in self.snap.repairs)
+            r.warnings.append(
+                f"snapshot {self.snap.id[:12]} was repaired: {lost} message(s) lost to vault damage are not "
+                "in it (listed in 'mailvault snapshots --json')"
+            )
         r.bytes = sum(p.bytes for p in plans)
         folders = {f.name: f for f in self.snap.folders}
         if self.options.dry_run:

@@ -41,7 +41,7 @@ def repair_cmd(
     if as_json:
         _emit_json(r.to_json())
         return
-    would = "would " if dry_run else ""
+    would = "would be " if dry_run else ""
     for p in r.packs_damaged:
         typer.echo(
             f"pack {p.id[:12]}: {p.problem}; {p.blobs_salvaged} blob(s) {would}salvaged, {p.blobs_lost} lost"

@@ -332,15 +332,13 @@ def check(
             typer.echo(f"warning: {w}", err=True)
         for e in report.errors:
             typer.echo(f"error: {e}", err=True)
-        for m in report.lost_messages:
-            typer.echo(f"lost: {m.describe()}", err=True)
-        if report.damaged:
-            typer.echo(
-                "run 'mailvault repair' to rebuild the index and keep every readable message", err=True
-            )
+        for m in report.lost_messages:  # the report itself: on stdout
+            typer.echo(f"lost: {m.describe()}")
         if not quiet or not report.ok:
             what = f", {report.blobs_checked} blobs read and verified" if read_data else ""
             status = "no errors" if report.ok else f"{len(report.errors)} error(s)"
+            if report.damaged:
+                status += "; 'mailvault repair' rebuilds the index and keeps every readable message"
             counts = f"{report.snapshots} snapshots, {report.index_files} index files, {report.packs} packs"
             typer.echo(f"{counts}{what}: {status}")
     if not report.ok:

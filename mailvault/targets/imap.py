@@ -17,6 +17,7 @@ from typing import Any
 import imapclient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
+from mailvault.model import header_block, message_id
 from mailvault.net import mutf7
 from mailvault.net.imap import ImapConnection, ListedFolder, Throttled, server_text, text, uid_fetch, uid_set
 from mailvault.net.imap import append as imap_append
@@ -267,20 +268,3 @@ def _appenduids(resp: Any, count: int) -> list[int | None]:
     if len(uids) != count:
         return [None] * count
     return [int(u) for u in uids]
-
-
-def header_block(raw: bytes) -> bytes:
-    """The header block of a message (up to the first empty line; at most 64 KiB)."""
-    ends = [e for e in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if e >= 0]
-    return raw[: min(ends) + 1] if ends else raw[:65536]
-
-
-_MSGID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-
-
-def message_id(header_block: bytes) -> str:
-    """The Message-ID of a header block, whitespace-normalised ('' if none)."""
-    m = _MSGID.search(header_block)
-    if not m:
-        return ""
-    return " ".join(m.group(1).decode("latin-1").split())

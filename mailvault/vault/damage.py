@@ -102,7 +102,7 @@ class LostMessage:
     blob: str
     size: int
     internaldate: str | None
-    message_id: str | None = None  # when the manifest records one (extra["message_id"])
+    message_id: str | None = None  # when the manifest records one (messages stored since it does)
 
     def describe(self) -> str:
         mid = f" {self.message_id}" if self.message_id else ""
@@ -131,9 +131,8 @@ class LostFolder:
 
 
 def lost_message(snap: Snapshot, folder_name: str, uidvalidity: int | None, e: ManifestEntry) -> LostMessage:
-    mid = e.extra.get("message_id") if isinstance(e.extra.get("message_id"), str) else None
     return LostMessage(
-        snap.id, snap.account, folder_name, uidvalidity, e.uid, e.blob, e.size, e.internaldate, mid
+        snap.id, snap.account, folder_name, uidvalidity, e.uid, e.blob, e.size, e.internaldate, e.message_id
     )
 
 

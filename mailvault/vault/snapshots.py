@@ -17,7 +17,7 @@ from typing import Any
 import zstandard
 
 from mailvault.errors import FormatError
-from mailvault.model import FolderInfo, SourceMessage
+from mailvault.model import FolderInfo, SourceMessage, header_block, message_id
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import AD_SNAPSHOT, FORMAT_VERSION, sha256
 
@@ -37,6 +37,8 @@ class ManifestEntry:
     gm_msgid: int | None = None
     gm_thrid: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: The message's Message-ID header, recorded when it was stored (names a lost message).
+    message_id: str | None = None
 
     def to_json(self) -> list[Any]:
         row: list[Any] = [self.uid, self.blob, self.flags, self.internaldate, self.size]
@@ -49,6 +51,8 @@ class ManifestEntry:
             opt["gm_thrid"] = self.gm_thrid
         if self.extra:
             opt["extra"] = self.extra
+        if self.message_id:
+            opt["message_id"] = self.message_id
         if opt:
             row.append(opt)
         return row
@@ -68,6 +72,7 @@ class ManifestEntry:
             gm_msgid=opt.get("gm_msgid"),
             gm_thrid=opt.get("gm_thrid"),
             extra=dict(opt.get("extra", {})),
+            message_id=opt.get("message_id") if isinstance(opt.get("message_id"), str) else None,
         )
 
     @classmethod
@@ -82,6 +87,7 @@ class ManifestEntry:
             gm_msgid=msg.gm_msgid,
             gm_thrid=msg.gm_thrid,
             extra=dict(msg.extra),
+            message_id=message_id(header_block(msg.raw)) or None,
         )
 
 

@@ -8,6 +8,7 @@ the lost messages back from the server.
 
 from __future__ import annotations
 
+import email
 import hashlib
 import random
 from collections import Counter
@@ -68,12 +69,14 @@ def test_one_pack_lost_check_repair_restore_backup(
     # Which (folder, UID)s hold the lost messages, as the server numbers them.
     client = source.server.imap_client(source.user)
     lost_uids = set()
+    lost_mids = {}
     try:
         for folder in LAYOUT:
             client.select_folder(folder, readonly=True)
             for uid, d in client.fetch(client.search("ALL"), ["BODY.PEEK[]"]).items():
                 if hashlib.sha256(d[b"BODY[]"]).digest() in lost:
                     lost_uids.add((folder, uid))
+                    lost_mids[(folder, uid)] = email.message_from_bytes(d[b"BODY[]"])["Message-ID"]
     finally:
         client.logout()
     assert len(lost_uids) == len(lost) > 0
@@ -82,10 +85,11 @@ def test_one_pack_lost_check_repair_restore_backup(
     report = mv_json("check", vault, code=1)
     assert [d["id"] for d in report["damaged"] if d["kind"] == "pack"] == [victim.hex()]
     assert {(m["folder"], m["uid"]) for m in report["lost_messages"]} == lost_uids
+    assert {(m["folder"], m["uid"]): m["message_id"] for m in report["lost_messages"]} == lost_mids
     assert len(report["affected_snapshots"]) == 1
-    text = mv("check", vault, code=1).stderr
-    for folder, uid in lost_uids:
-        assert f"folder {folder!r} uid {uid} " in text, text
+    text = mv("check", vault, code=1).stdout
+    for (folder, uid), mid in lost_mids.items():
+        assert f"folder {folder!r} uid {uid} {mid} " in text, text
 
     # restore of the damaged snapshot: everything readable, the rest named, exit 1.
     early = make_account()
@@ -110,12 +114,16 @@ def test_one_pack_lost_check_repair_restore_backup(
     assert after["ok"] is True and after["errors"] == [], after
     snaps = mv_json("snapshots", vault)
     assert len(snaps) == 1 and "repaired" in snaps[0]["tags"]
-    assert {(m["folder"], m["uid"]) for m in snaps[0]["repairs"][0]["lost_messages"]} == lost_uids
+    recorded = snaps[0]["repairs"][0]["lost_messages"]
+    assert {(m["folder"], m["uid"]): m["message_id"] for m in recorded} == lost_mids
 
     # restore of the repaired snapshot: every message not in the lost pack, exactly; exit 0.
     target = make_account()
     r2 = restore(vault, target)
     assert r2["uploaded"] == r2["messages"] == total - len(lost) and r2["failures"] == []
+    assert [w for w in r2["warnings"] if "was repaired" in w and f"{len(lost)} message(s)" in w], r2[
+        "warnings"
+    ]
     got = read_account(target, LAYOUT)
     for folder in LAYOUT:
         assert_same(expected[folder], got[folder], folder)

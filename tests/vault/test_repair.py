@@ -92,6 +92,10 @@ def test_missing_pack_is_named_by_check_and_repaired(
     assert any(d["kind"] == "pack" and d["id"] == victim.rsplit("/", 1)[1] for d in report.damaged)
     assert {bytes.fromhex(m.blob) for m in report.lost_messages} == lost
     assert all(m.folder in FOLDERS and isinstance(m.uid, int) for m in report.lost_messages)
+    # Each is named by its Message-ID too (recorded in the manifest when it was stored).
+    raw_by_key = {(f, u): raw for f, msgs in mail.items() for u, raw in enumerate(msgs, 1)}
+    for m in report.lost_messages:
+        assert m.message_id and m.message_id.encode() in raw_by_key[(m.folder, m.uid)].split(b"\r\n\r\n")[0]
     assert len(report.affected_snapshots) == 1
 
     dry = repair(repo, dry_run=True)

@@ -162,3 +162,13 @@ def test_snapshot_bad_version_and_malformed() -> None:
         Snapshot.unseal(sealer, _sealed_doc(sealer, doc), "ab" * 32)
     with pytest.raises(FormatError, match="unreadable"):
         Snapshot.unseal(sealer, sealer.seal(b"garbage", AD_SNAPSHOT), "ab" * 32)
+
+
+def test_message_id_is_recorded_from_the_header_and_round_trips() -> None:
+    raw = b"From: a@example.org\r\nMessage-ID:\r\n <abc.123@example.org>\r\nSubject: x\r\n\r\nMessage-ID: <body@x>\r\n"
+    e = ManifestEntry.from_message(SourceMessage(uid=7, raw=raw), "ab" * 32)
+    assert e.message_id == "<abc.123@example.org>"  # folded header unfolded; the body's line ignored
+    assert e.to_json()[5] == {"message_id": "<abc.123@example.org>"}
+    assert ManifestEntry.from_json(e.to_json()) == e
+    none = ManifestEntry.from_message(SourceMessage(uid=8, raw=b"Subject: no id\r\n\r\nbody\r\n"), "cd" * 32)
+    assert none.message_id is None and len(none.to_json()) == 5
