@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.common import assert_one_line_error, invoke, mv, mv_json, sha
+from tests.common import assert_one_line_error, invoke, sha
+from tests.common import mv as mv_proc
 from tests.localclients.builders import Partial, build_v10, emlx, received_date, strip_envelope
+from tests.localclients.cli import mv, mv_json
 
 
 def _rows(vault: Path, account: str) -> list[dict[str, object]]:
@@ -250,7 +252,7 @@ def test_exported_mbox_bundles(tmp_path: Path, vault: Path) -> None:
 def test_non_mail_file_refused(tmp_path: Path, vault: Path, name: str, data: bytes, what: str) -> None:
     p = tmp_path / name
     p.write_bytes(data)
-    proc = mv("import", vault, p, "--account", "x", code=2)
+    proc = mv_proc("import", vault, p, "--account", "x", code=2)
     assert_one_line_error(proc, 2, "not a mail file", what)
     assert mv_json("snapshots", vault) == []
 

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.common import assert_one_line_error, invoke, mv, mv_json, sha
+from tests.common import assert_one_line_error, invoke, sha
+from tests.common import mv as mv_proc
 from tests.gmail.helpers import make_message
 from tests.localclients.builders import build_v10, takeout_mbox
+from tests.localclients.cli import mv, mv_json
 
 PST_NAME = "tika/testPST.pst"  # 7 mail items (LOCAL-STORES.md)
 
@@ -99,7 +101,7 @@ def test_discover_lists_and_imports(tmp_path: Path, vault: Path) -> None:
     proc = mv("discover", home, "--import", vault, "--json", code=None)
     rows = json.loads(proc.stdout)
 
-    assert proc.returncode == 1, proc.stderr
+    assert proc.exit_code == 1, proc.stderr
     assert "Outlook.pst" in proc.stderr
     snaps = mv_json("snapshots", vault)
     by_account = {s["account"]: s for s in snaps}
@@ -132,10 +134,10 @@ def test_discover_with_a_real_pst(corpus: Path, tmp_path: Path, vault: Path) -> 
 
 
 def test_discover_bad_path(tmp_path: Path) -> None:
-    proc = mv("discover", tmp_path / "no-such-disk", code=2)
+    proc = mv_proc("discover", tmp_path / "no-such-disk", code=2)
     assert_one_line_error(proc, 2, "no such file or directory")
     (tmp_path / "file").write_text("x")
-    assert_one_line_error(mv("discover", tmp_path / "file", code=2), 2, "not a directory")
+    assert_one_line_error(mv_proc("discover", tmp_path / "file", code=2), 2, "not a directory")
 
 
 def test_discover_empty(tmp_path: Path) -> None:

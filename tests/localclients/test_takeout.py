@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from mailvault.net import mutf7
-from tests.common import mv, mv_json, sha
+from tests.common import sha
 from tests.gmail.fakegmail import FakeGmail, running
 from tests.gmail.helpers import make_message
 from tests.localclients.builders import strip_envelope, takeout_date, takeout_mbox
+from tests.localclients.cli import mv, mv_json
 
 SYSTEM_FOLDER = {"inbox": "INBOX", "sent": "Sent", "drafts": "Drafts", "spam": "Spam", "trash": "Trash"}
 SYSTEM_LABEL = {

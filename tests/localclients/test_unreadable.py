@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 import mailvault.sources.local as local
-from tests.common import invoke, mv_json, sha
+from tests.common import invoke, sha
+from tests.localclients.cli import mv_json
 
 
 def _msg(i: int) -> bytes:
