@@ -2,7 +2,9 @@
 text encapsulated in it (``\\fromhtml1`` / ``\\fromtext``) recovered with ``RTFDE``.
 
 libpff's own ``rtf_body`` fails on the uncompressed ``MELA`` form, so the raw property is
-decoded here; ``compressed_rtf.decompress`` handles both ``LZFu`` and ``MELA``.
+decoded here; ``compressed_rtf.decompress`` handles both ``LZFu`` and ``MELA``. RTFDE (and
+its Lark grammar) is loaded on the first encapsulated body only, and its parser is built once
+per process instead of once per message (building the grammar is nine tenths of its time).
 """
 
 from __future__ import annotations
@@ -13,27 +15,29 @@ from dataclasses import dataclass
 from typing import Any
 
 import compressed_rtf
-from lark import Lark
-from RTFDE.deencapsulate import DeEncapsulator
 
 __all__ = ["RtfBody", "decode_rtf"]
 
-# RTFDE logs every parse detail at INFO/DEBUG and its validation failures as errors; the
-# converter reports what matters itself.
-logging.getLogger("RTFDE").setLevel(logging.CRITICAL)
+_parser: Any = None
+_deencapsulator: Any = None
+_lock = threading.Lock()
 
 
-_parser: Lark | None = None
-_parser_lock = threading.Lock()
+def _make_deencapsulator() -> Any:
+    """RTFDE's DeEncapsulator with a shared, lazily built Lark parser (imported on first use)."""
+    global _deencapsulator  # noqa: PLW0603
+    if _deencapsulator is not None:
+        return _deencapsulator
+    from lark import Lark
+    from RTFDE.deencapsulate import DeEncapsulator
 
+    # RTFDE logs every parse detail, and its validation failures as errors; the converter
+    # reports what matters itself.
+    logging.getLogger("RTFDE").setLevel(logging.CRITICAL)
 
-class _DeEncapsulator(DeEncapsulator):  # type: ignore[misc]  # untyped library class
-    """RTFDE's de-encapsulator with its Lark parser built once instead of once per message
-    (building the grammar costs ~0.4 s, nine tenths of RTFDE's time)."""
-
-    def parse_rtf(self, rtf: Any) -> None:
-        global _parser  # noqa: PLW0603
-        with _parser_lock:
+    class _Shared(DeEncapsulator):  # type: ignore[misc]  # untyped library class
+        def parse_rtf(self, rtf: Any) -> None:
+            global _parser  # noqa: PLW0603
             if _parser is None:
                 _parser = Lark(
                     self.grammar,
@@ -44,6 +48,9 @@ class _DeEncapsulator(DeEncapsulator):  # type: ignore[misc]  # untyped library 
                 )
             self.parser = _parser
             self.full_tree = _parser.parse(rtf)
+
+    _deencapsulator = _Shared
+    return _deencapsulator
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,9 @@ def decode_rtf(compressed: bytes) -> RtfBody:
     if b"\\fromhtml" not in head and b"\\fromtext" not in head:
         return RtfBody(rtf=rtf)  # native RTF
     try:
-        de = _DeEncapsulator(rtf)
-        de.deencapsulate()
+        with _lock:
+            de = _make_deencapsulator()(rtf)
+            de.deencapsulate()
     except Exception:  # RTFDE rejects malformed encapsulation: keep the RTF
         return RtfBody(rtf=rtf)
     if de.content_type == "html":

@@ -48,48 +48,39 @@ def _is_mail_folder(f: RawFolder) -> bool:
 
 
 def _snapshot_names(folders: list[RawFolder]) -> dict[int, tuple[str, str | None]]:
-    """Folder nid → (snapshot name, special-use) for every folder that may hold mail."""
+    """Folder nid → (snapshot name, special-use) for every folder."""
     ipm_root = next((f for f in folders if f.ipm_root), None)
+    base_len = len(ipm_root.path) if ipm_root is not None else 0
+    inbox = next((f for f in folders if f.special == "inbox"), None)
+    parent = {c.nid: g.nid for g in folders for c in g.children}
     names: dict[int, tuple[str, str | None]] = {}
     used: set[str] = set()
     for f in folders:
-        if f.path == ():
-            continue  # the root of the node tree holds no items of its own in a sane file
-        if f.in_ipm and ipm_root is not None and not f.ipm_root:
-            parts = [_component(x) for x in f.path[len(ipm_root.path) :]]
-        else:
-            parts = [_component(x) for x in f.path]
-        special: str | None = None
-        if f.special == "inbox":
-            parts[-1] = "INBOX"
-        elif f.special:
-            special = f.special
-        # A parent renamed to INBOX renames its children too.
-        parent_inbox = next(
-            (g for g in folders if g.special == "inbox" and g in _ancestors(f, folders)), None
-        )
-        if parent_inbox is not None:
-            depth = len(parent_inbox.path) - (len(ipm_root.path) if ipm_root else 0)
-            parts[depth - 1] = "INBOX"
-        name = "/".join(parts)
+        relative = f.in_ipm and ipm_root is not None and not f.ipm_root
+        parts = [_component(x) for x in (f.path[base_len:] if relative else f.path)]
+        if inbox is not None and relative and _below(f.nid, inbox.nid, parent):
+            parts[len(inbox.path) - base_len - 1] = "INBOX"  # the Inbox and everything below it
+        name = "/".join(parts) or "(root)"
         base, n = name, 1
         while name.lower() in used:
             n += 1
             name = f"{base} ({n})"
         used.add(name.lower())
-        names[f.nid] = (name, special)
+        names[f.nid] = (name, f.special if f.special != "inbox" else None)
     return names
 
 
-def _ancestors(f: RawFolder, folders: list[RawFolder]) -> list[RawFolder]:
-    out: list[RawFolder] = []
-    current = f
-    while True:
-        parent = next((g for g in folders if current in g.children), None)
-        if parent is None:
-            return out
-        out.append(parent)
-        current = parent
+def _below(nid: int, ancestor: int, parent: dict[int, int]) -> bool:
+    """``nid`` is ``ancestor`` or lies below it."""
+    seen: set[int] = set()
+    while nid not in seen:
+        if nid == ancestor:
+            return True
+        seen.add(nid)
+        if nid not in parent:
+            return False
+        nid = parent[nid]
+    return False
 
 
 def iter_pst(
