@@ -24,8 +24,6 @@ counted by the PST reader when it is installed, otherwise estimated from its siz
 from __future__ import annotations
 
 import configparser
-import contextlib
-import importlib
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -33,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailvault.discover.counts import count_eml, count_maildir, count_thunderbird, pst_count, tree_size
 from mailvault.errors import SourceError
 from mailvault.sources.applemail import count_messages as count_emlx
 from mailvault.sources.counting import count_mbox
@@ -144,14 +143,14 @@ def _visit_dir(w: _Walk, d: Path, dirnames: list[str], filenames: list[str]) -> 
         client = "windows-live-mail" if d.name == "Windows Live Mail" else "windows-mail"
         for name in dirnames:
             sub = d / name
-            n = _count_eml(sub)
+            n = count_eml(sub)
             if n:
                 _add(w, client, "eml", sub, n, name)
         return True
     if all(s in dirnames for s in _MAILDIR_SUB) or (
         d.name.lower() in MAIL_ROOTS and any(_is_maildir(d / n) for n in dirnames)
     ):
-        _add(w, _client_from_path(d, "maildir"), "maildir", d, _count_maildir(d), d.name)
+        _add(w, _client_from_path(d, "maildir"), "maildir", d, count_maildir(d), d.name)
         return True
     if any(_is_mh(d / n) for n in dirnames):
         client = (
@@ -159,10 +158,10 @@ def _visit_dir(w: _Walk, d: Path, dirnames: list[str], filenames: list[str]) -> 
             if any((d / n / ".claws_mark").exists() or (d / n / ".claws_cache").exists() for n in dirnames)
             else "mh"
         )
-        _add(w, client, "eml", d, _count_eml(d), d.name)
+        _add(w, client, "eml", d, count_eml(d), d.name)
         return True
     if any(f.lower().endswith(".eml") for f in filenames):
-        _add(w, _client_from_path(d, "eml"), "eml", d, _count_eml(d), d.name)
+        _add(w, _client_from_path(d, "eml"), "eml", d, count_eml(d), d.name)
         return True
     if any(f.endswith(".emlx") for f in filenames):
         _add(w, "apple-mail", "applemail", d, count_emlx(d), d.name)
@@ -214,7 +213,7 @@ def _mozilla_profile(w: _Walk, profile: Path, client: str, name: str) -> None:
             continue
         for account in accounts:
             p = base / account
-            n = _count_thunderbird(p)
+            n = count_thunderbird(p)
             _add(w, client, "thunderbird", p, n, f"{name}-{account}")
 
 
@@ -277,7 +276,7 @@ def _is_takeout_head(head: bytes) -> bool:
 
 def _add_pst(w: _Walk, p: Path) -> None:
     size = p.stat().st_size
-    counted = _pst_count(p)
+    counted = pst_count(p)
     if counted is None:
         n, estimate = max(1, size // PST_BYTES_PER_MESSAGE), True
     else:
@@ -287,57 +286,8 @@ def _add_pst(w: _Walk, p: Path) -> None:
     store.note = note
 
 
-def _pst_count(p: Path) -> int | None:
-    """Mail items in a PST/OST according to the PST reader, when it is installed."""
-    try:
-        pst = importlib.import_module("mailvault.sources.pst")  # optional: lands separately
-    except ImportError:
-        return None
-    counter = getattr(pst, "count_messages", None)
-    if counter is None:
-        return None
-    try:
-        mail = counter(p)
-    except Exception:  # an unreadable PST: fall back to the estimate
-        return None
-    return mail if isinstance(mail, int) else None
-
-
 # ---------------------------------------------------------------------------------------------
 # counting and naming
-
-
-def _count_maildir(d: Path) -> int:
-    n = 0
-    for dirpath, dirnames, filenames in os.walk(d):
-        if os.path.basename(dirpath) in _MAILDIR_SUB:
-            n += sum(1 for f in filenames if not f.startswith("."))
-            dirnames[:] = []
-    return n
-
-
-def _count_eml(d: Path) -> int:
-    n = 0
-    for _dirpath, dirnames, filenames in os.walk(d):
-        dirnames[:] = [x for x in dirnames if not x.startswith(".")]
-        n += sum(
-            1
-            for f in filenames
-            if not f.startswith(".") and (f.lower().endswith(".eml") or not _EXT_RE.search(f))
-        )
-    return n
-
-
-def _count_thunderbird(d: Path) -> int:
-    n = 0
-    for dirpath, _dirnames, filenames in os.walk(d):
-        names = set(filenames)
-        for f in filenames:
-            if f.startswith(".") or f.endswith(".msf"):
-                continue
-            if f + ".msf" in names or os.path.basename(dirpath) in _MAILDIR_SUB:
-                n += count_mbox(Path(dirpath) / f) if os.path.basename(dirpath) not in _MAILDIR_SUB else 1
-    return n
 
 
 def _client_from_path(p: Path, default: str) -> str:
@@ -365,17 +315,6 @@ def _stem(name: str) -> str:
     return name
 
 
-def _size(p: Path) -> int:
-    if p.is_file():
-        return p.stat().st_size
-    total = 0
-    for dirpath, _dirnames, filenames in os.walk(p):
-        for f in filenames:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(dirpath, f)).st_size
-    return total
-
-
 def _add(
     w: _Walk,
     client: str,
@@ -388,7 +327,7 @@ def _add(
     size: int | None = None,
 ) -> Store:
     w.claimed.add(str(p))
-    s = Store(client, fmt, str(p), messages, _size(p) if size is None else size, estimate, store=store)
+    s = Store(client, fmt, str(p), messages, tree_size(p) if size is None else size, estimate, store=store)
     w.stores.append(s)
     return s
 
