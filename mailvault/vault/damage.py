@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailvault.errors import FormatError, IntegrityError, MailvaultError
+from mailvault.errors import FormatError, IntegrityError, MailvaultError, ObjectNotFound
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import BlobEntry, PackHeader, sha256
 from mailvault.vault.packs import DictLoader, open_block, read_pack
@@ -46,6 +46,8 @@ def scan_pack(
     when the pack's own header (at its end) is gone, e.g. in a truncated pack.
     """
     problems: list[str] = []
+    if load_dict is not None:
+        load_dict = _missing_dict_is_damage(load_dict)
     if sha256(data) != pack_id:
         problems.append("content does not match its id")
     header: PackHeader | None = None
@@ -88,6 +90,18 @@ def scan_pack(
     if expected is not None and header is not None and unreadable and not bad_blocks:
         problems.append(f"{len(unreadable)} blob(s) the index lists are not in the pack")
     return PackScan(pack_id, not problems, "; ".join(problems), readable, unreadable, header, blocks)
+
+
+def _missing_dict_is_damage(load_dict: DictLoader) -> DictLoader:
+    """A dictionary file that is gone makes the blocks using it unreadable: damage, not a crash."""
+
+    def load(dict_id: bytes) -> Any:
+        try:
+            return load_dict(dict_id)
+        except ObjectNotFound:
+            raise IntegrityError(f"dictionary {dict_id.hex()[:12]} is missing") from None
+
+    return load
 
 
 @dataclass

@@ -247,3 +247,30 @@ def test_an_interrupted_repair_is_finished_by_the_next_one(
     assert set(_snapshot_contents(again)) == want - {
         (m["folder"], m["uid"]) for m in again.resolve_snapshot("latest").repairs[-1]["lost_messages"]
     }
+
+
+def test_a_missing_dictionary_is_damage_not_a_crash() -> None:
+    """Blocks compressed with a dictionary that is gone are unreadable: reported, never raised."""
+    import zstandard
+
+    from mailvault.errors import ObjectNotFound
+    from mailvault.vault.crypto import PlainSealer
+    from mailvault.vault.damage import scan_pack
+    from mailvault.vault.format import sha256
+    from mailvault.vault.packs import PackBuilder
+
+    samples = [make_message(i, size=2000) for i in range(200)]
+    zdict = zstandard.train_dictionary(8192, samples)
+    dict_id = sha256(zdict.as_bytes())
+    builder = PackBuilder(PlainSealer(), level=3, block_size=8192, zdict=zdict, dict_id=dict_id)
+    for raw in samples[:20]:
+        builder.add(sha256(raw), 0, raw)
+    pack_id, data, _header = builder.finish()
+
+    def gone(_: bytes) -> zstandard.ZstdCompressionDict:
+        raise ObjectNotFound("no object dicts/...")
+
+    scan = scan_pack(PlainSealer(), pack_id, bytes(data), None, gone)
+    assert not scan.intact and "dictionary" in scan.problem and scan.readable == []
+    ok = scan_pack(PlainSealer(), pack_id, bytes(data), None, lambda _: zdict)
+    assert ok.intact and len(ok.readable) == 20
