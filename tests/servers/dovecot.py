@@ -166,6 +166,7 @@ class Dovecot:
         starttls: bool = True,
         name: str | None = None,
         oauth2: bool = False,
+        mail_fsync: str = "never",
     ):
         self.dovecot_bin = find_binary("dovecot")
         self.doveadm_bin = find_binary("doveadm")
@@ -177,6 +178,8 @@ class Dovecot:
         self.workdir = Path(workdir).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.tls = starttls
+        #: Dovecot's ``mail_fsync``: ``never`` (the tests' fast default) or Dovecot's own ``optimized``.
+        self.mail_fsync = mail_fsync
         self.instance_name = name or f"mvtest-{os.getpid()}-{next(_seq)}"
 
         self.running_as_root = os.geteuid() == 0
@@ -731,7 +734,7 @@ first_valid_gid = {min(self.mail_gid, 1)}
 last_valid_gid = 0
 
 mail_location = maildir:~/Maildir
-mail_fsync = never
+mail_fsync = {self.mail_fsync}
 mail_plugins = $mail_plugins listescape
 
 namespace inbox {{
