@@ -95,6 +95,9 @@ def main() -> int:
                 "-q",
                 "-p",
                 "no:cacheprovider",
+                "-p",
+                "no:logging",
+                "--timeout=5400",
                 "tests/faults",
                 *pytest_args,
             ]
