@@ -48,6 +48,7 @@ from mailvault.sources.local import header_date
 from mailvault.targets.imap import (
     AppendItem,
     ImapTarget,
+    OverQuota,
     Rejected,
     SelectedState,
     TargetFolder,
@@ -101,7 +102,7 @@ class FolderPlan:
     uploaded_bytes: int = 0
     skipped_existing: int = 0  # found in the target by Message-ID and size (or bytes)
     failed: int = 0  # unreadable in the vault, refused by the server, over a size limit
-    pending: int = 0  # not attempted: the daily upload budget ran out
+    pending: int = 0  # not attempted: the daily upload budget ran out, or the target is full
     labelled: int = 0
     started: bool = False
     dropped_flags: list[str] = field(default_factory=list)
@@ -215,6 +216,7 @@ class _Restore:
         self.budget_bytes = budget * 1_000_000 if budget else None
         self.limit = target.append_limit
         self._reported: set[str] = set()
+        self._over_quota = ""  # the server's answer once an APPEND was refused for a full account
         self._budget_lock = threading.Lock()
         self._reserved = 0  # budget bytes of uploads in flight (parallel connections)
 
@@ -315,11 +317,17 @@ class _Restore:
             last = [p for p in plans if p.special_use == "\\All"]
             self._restore_folders(first, folders)
             self._restore_folders(last, folders)
-            if self.target.gmail and not r.budget_exhausted:
+            if self.target.gmail and not r.budget_exhausted and not self._over_quota:
                 self._apply_gmail_labels(plans)
         for p in plans:
             if not p.started and not self.options.dry_run:
-                p.pending = p.messages  # the budget ran out before this folder
+                p.pending = p.messages  # the budget ran out (or the target filled up) before this folder
+            if self._over_quota and p.pending:
+                # One line per folder, not one per message: every further APPEND would be refused.
+                r.failures.append(
+                    f"{p.source}: {p.pending} of {p.messages} message(s) not restored: the target account "
+                    f"is over quota ({self._over_quota}); make room or raise the quota, then rerun"
+                )
             r.uploaded += p.uploaded
             r.uploaded_bytes += p.uploaded_bytes
             r.skipped_existing += p.skipped_existing
@@ -334,7 +342,7 @@ class _Restore:
         n = min(self._connections(), len(plans))
         if n <= 1:
             for p in plans:
-                if self.result.budget_exhausted:
+                if self.result.budget_exhausted or self._over_quota:
                     break
                 self._restore_folder(p, folders[p.source])
             return
@@ -346,7 +354,7 @@ class _Restore:
             assert self._connect is not None
             self._local.target = self._connect()
             try:
-                while not self.result.budget_exhausted:
+                while not self.result.budget_exhausted and not self._over_quota:
                     with lock:
                         if not queue:
                             return
@@ -546,6 +554,9 @@ class _Restore:
             self._release(nbytes)
             if not isinstance(exc, Rejected):
                 raise
+            if isinstance(exc, OverQuota) and len(batch) == 1:
+                self._over_quota = str(exc)  # stop: counted as pending, reported per folder
+                return False
             if len(batch) == 1:
                 w, item = batch[0]
                 p.failed += 1

@@ -15,14 +15,27 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mailvault.errors import StorageError, StorageFull
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _error(path: Path | None, exc: sqlite3.Error) -> StorageError:
+    """A failing journal database as one line (a full disk is StorageFull, exit 2)."""
+    where = f"the restore journal {path}" if path is not None else "the restore journal"
+    if "full" in str(exc).lower():
+        return StorageFull(f"no space left on device writing {where}")
+    return StorageError(f"{where}: {exc}")
 
 
 def _locked(method: F) -> F:
     @functools.wraps(method)
     def wrapper(self: Journal, *args: Any, **kwargs: Any) -> Any:
         with self._lock:
-            return method(self, *args, **kwargs)
+            try:
+                return method(self, *args, **kwargs)
+            except sqlite3.Error as exc:
+                raise _error(self._path, exc) from exc
 
     return wrapper  # type: ignore[return-value]
 
@@ -45,13 +58,17 @@ class Journal:
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.RLock()
-        if path is None:
-            self._db = sqlite3.connect(":memory:", check_same_thread=False)
-        else:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        self._path = path
+        try:
+            if path is None:
+                self._db = sqlite3.connect(":memory:", check_same_thread=False)
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
+                self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise _error(path, exc) from exc
 
     def close(self) -> None:
         self._db.close()

@@ -146,10 +146,16 @@ def _read_record(backend: Backend, sealer: Sealer, name: str) -> dict[str, Any] 
 def latest_records(
     backend: Backend, sealer: Sealer, job: str, account: str
 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(the newest run record, the newest successful one) — at most a few downloads."""
+    """(the newest run record, the newest successful one) — at most a few downloads.
+
+    Records stamped after now (written while the clock ran ahead) count only when no other
+    success exists, so a clock set back does not hide the real last success."""
     names = sorted(n for n, _ in backend.list(_record_prefix(job, account)))
     newest = _read_record(backend, sealer, names[-1]) if names else None
-    for name in reversed(names):
+    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    past = [n for n in names if n.rsplit("/", 1)[-1] <= now]
+    future = [n for n in names if n.rsplit("/", 1)[-1] > now]
+    for name in [*reversed(past), *reversed(future)]:
         if _status_in_name(name) not in (None, *_SUCCESS):
             continue
         rec = newest if name == names[-1] else _read_record(backend, sealer, name)

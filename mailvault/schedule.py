@@ -3,7 +3,9 @@ five-field cron expression (evaluated by ``croniter``) — in the machine's loca
 
 A job is *due* when it never succeeded, or when a fire time of its schedule lies after its
 last successful run and not after now. A runner started every few minutes by cron or a
-systemd timer (``mailvault run --due``) thus runs each job once per period.
+systemd timer (``mailvault run --due``) thus runs each job once per period. A last success
+stamped in the future (the clock was set back since) makes the job due, and such records are
+passed over when a success stamped before now exists.
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class Schedule:
         if last_success is None:
             return True
         now = now or datetime.now().astimezone()
+        if last_success > now:
+            # Recorded while the clock ran ahead (it has since been set back): waiting until the
+            # clock catches up could skip backups for days, so run now.
+            return True
         return self.next_after(last_success) <= now
 
 

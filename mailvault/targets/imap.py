@@ -33,6 +33,11 @@ class Rejected(Exception):
     """The server refused one message (the text is the server's answer)."""
 
 
+class OverQuota(Rejected):
+    """The server refused a message because the account is full (``[OVERQUOTA]``, RFC 5530): every
+    further APPEND would be refused too."""
+
+
 @dataclass
 class SelectedState:
     uidvalidity: int
@@ -65,6 +70,11 @@ class TargetStats:
 def _is_throttle(text: str) -> bool:
     t = text.upper()
     return "[THROTTLED]" in t or ("[OVERQUOTA]" in t and "RATE" in t) or "TOO MANY" in t
+
+
+def _is_over_quota(text: str) -> bool:
+    t = text.upper()
+    return "[OVERQUOTA]" in t or "QUOTA EXCEEDED" in t or "OVER QUOTA" in t
 
 
 class ImapTarget(ImapConnection):
@@ -246,7 +256,9 @@ class ImapTarget(ImapConnection):
 def _refusal(exc: BaseException) -> Exception:
     """A NO/BAD answer as Throttled (back off and retry) or Rejected (this message, give up)."""
     answer = server_text(exc)
-    return Throttled(answer) if _is_throttle(answer) else Rejected(answer)
+    if _is_throttle(answer):
+        return Throttled(answer)
+    return OverQuota(answer) if _is_over_quota(answer) else Rejected(answer)
 
 
 def _appenduids(resp: Any, count: int) -> list[int | None]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import zstandard
 
-from mailvault.errors import FormatError
+from mailvault.errors import FormatError, StorageError, StorageFull
 from mailvault.storage.base import Backend
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import (
@@ -86,6 +86,18 @@ def decode_index_file(sealer: Sealer, sealed: bytes) -> list[tuple[bytes, PackHe
     return decode_index(data)
 
 
+@contextlib.contextmanager
+def _writing(path: Path | None) -> Iterator[None]:
+    """A write to the cache database failing (full disk, read-only) as one line, not a traceback."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        where = f"the index cache {path}" if path is not None else "the index cache"
+        if "full" in str(exc).lower():
+            raise StorageFull(f"no space left on device writing {where}") from exc
+        raise StorageError(f"{where}: {exc}") from exc
+
+
 class IndexCache:
     """SQLite-backed map blob id -> location, kept in step with ``index/``."""
 
@@ -137,7 +149,7 @@ class IndexCache:
                 )
             loaded.append((index_id, decode_index_file(sealer, sealed)))
         if reset or loaded:
-            with self._db:
+            with _writing(self.path), self._db:
                 if reset:
                     self._db.execute("DELETE FROM index_files")
                     self._db.execute("DELETE FROM packs")
@@ -159,7 +171,7 @@ class IndexCache:
 
     def add(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
         """Record packs (from an index file, or just written when index_id is None)."""
-        with self._db:
+        with _writing(self.path), self._db:
             self._insert(index_id, packs)
 
     def _insert(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
@@ -184,11 +196,11 @@ class IndexCache:
 
     def put_snapshots(self, rows: Iterable[tuple[bytes, str, str, bytes]]) -> None:
         """Cache (id, account, time, sealed bytes) of snapshot files already verified."""
-        with self._db:
+        with _writing(self.path), self._db:
             self._db.executemany("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?)", list(rows))
 
     def drop_snapshots(self, ids: Iterable[bytes]) -> None:
-        with self._db:
+        with _writing(self.path), self._db:
             self._db.executemany("DELETE FROM snapshots WHERE id=?", [(i,) for i in ids])
 
     def sealed_snapshots(self, account: str | None = None) -> list[tuple[bytes, bytes]]:
