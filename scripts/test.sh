@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use (Debian names). Missing ones are installed with apt when we are root;
 # otherwise the tests that need them skip with the reason.
-PACKAGES=(dovecot-imapd dovecot-pop3d chromium)
+PACKAGES=(dovecot-imapd dovecot-pop3d chromium faketime)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

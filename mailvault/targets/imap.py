@@ -2,7 +2,8 @@
 advertised), APPENDUID, Gmail labels, throttling answers.
 
 Parsing is imapclient's; the only text this module reads itself is the response codes
-``[APPENDUID v uids]``, ``[THROTTLED]``, ``[OVERQUOTA]`` and ``APPENDLIMIT=n``.
+``[APPENDUID v uids]``, ``[THROTTLED]`` / ``[UNAVAILABLE]`` / ``[LIMIT]`` (back off), ``[OVERQUOTA]``
+and ``APPENDLIMIT=n``.
 """
 
 from __future__ import annotations
@@ -69,7 +70,13 @@ class TargetStats:
 
 def _is_throttle(text: str) -> bool:
     t = text.upper()
-    return "[THROTTLED]" in t or ("[OVERQUOTA]" in t and "RATE" in t) or "TOO MANY" in t
+    # RFC 5530: UNAVAILABLE is a temporary failure, LIMIT a limit on operations (Gmail, Exchange):
+    # both clear with time, so back off and retry rather than give the message up.
+    return (
+        any(code in t for code in ("[THROTTLED]", "[UNAVAILABLE]", "[LIMIT]"))
+        or ("[OVERQUOTA]" in t and "RATE" in t)
+        or "TOO MANY" in t
+    )
 
 
 def _is_over_quota(text: str) -> bool:

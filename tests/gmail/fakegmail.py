@@ -172,6 +172,7 @@ class FakeGmail:
         # Faults.
         self._throttle = 0
         self._throttle_after = 0
+        self._throttle_code = "THROTTLED"
         self._bye_after: int | None = None
         self._bye_before_ok = False
         self._server: _TCPServer | None = None
@@ -238,12 +239,13 @@ class FakeGmail:
         return caps
 
     # -- faults -----------------------------------------------------------------------------
-    def throttle_next(self, n: int, *, after: int = 0) -> None:
-        """Answer the next ``n`` APPENDs with ``NO [THROTTLED]`` (nothing is stored), once
-        ``after`` more APPENDs have succeeded."""
+    def throttle_next(self, n: int, *, after: int = 0, code: str = "THROTTLED") -> None:
+        """Answer the next ``n`` APPENDs with ``NO [THROTTLED]`` (or ``NO [<code>]``, e.g.
+        ``UNAVAILABLE`` or ``LIMIT``; nothing is stored), once ``after`` more APPENDs have succeeded."""
         with self.lock:
             self._throttle = n
             self._throttle_after = after
+            self._throttle_code = code
 
     def bye_after_appends(self, k: int | None, *, before_ok: bool = False) -> None:
         """After ``k`` more successful APPENDs, send ``* BYE`` and close that connection (once).
@@ -704,7 +706,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if g._throttle > 0 and g._throttle_after <= 0:
                 g._throttle -= 1
-                self.line(f"{tag} NO [THROTTLED] Account exceeded command or bandwidth limits. (Failure)")
+                self.line(f"{tag} NO [{g._throttle_code}] Account exceeded command or bandwidth limits. (Failure)")
                 return
             for _, _, raw in items:
                 if b"\x00" in raw:
