@@ -706,7 +706,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 return
             if g._throttle > 0 and g._throttle_after <= 0:
                 g._throttle -= 1
-                self.line(f"{tag} NO [{g._throttle_code}] Account exceeded command or bandwidth limits. (Failure)")
+                self.line(
+                    f"{tag} NO [{g._throttle_code}] Account exceeded command or bandwidth limits. (Failure)"
+                )
                 return
             for _, _, raw in items:
                 if b"\x00" in raw:
