@@ -44,7 +44,7 @@ CI_TRIALS, FULL_TRIALS = 3, 50
 STORAGE = ("put", "get", "delete", "add")
 IMAP = ("imap", "imapline")
 POP = ("pop", "popline")
-FOLDERS = {"INBOX": 70, "Archive": 40, "Sent": 20}
+FOLDERS = {"INBOX": 40, "Archive": 20, "Sent": 10}
 
 
 @dataclass
@@ -177,7 +177,7 @@ def test_kill_pop3_backup_with_delete(dovecot: Dovecot, vault_at: Callable[[str]
         user = f"pk{next(counter)}-{random.getrandbits(24):x}"
         dovecot.add_user(user, f"secret-{user}")
         account = DovecotAccount(dovecot, user, f"secret-{user}")
-        expected = seed_account(account, {"INBOX": 60}, f"pop{user}", 13)["INBOX"]
+        expected = seed_account(account, {"INBOX": 30}, f"pop{user}", 13)["INBOX"]
         env = {SERVER_PW_ENV: account.password}
         location = vault_at(name)
         init_vault(location, VAULT_PASSWORD, SMALL_PACKS)
@@ -308,9 +308,9 @@ def test_kill_forget_prune(vault_at: Callable[[str], str], fresh_cache: Callable
     """Snapshot 1 = common + old (interleaved: packs mix kept and forgotten mail), snapshot 2 = common +
     new; each trial runs ``forget --keep-last 1 --prune`` on a copy of that vault."""
     rng = random.Random(16)
-    common = [noisy_message(rng, i, "common") for i in range(120)]
-    old = [noisy_message(rng, i, "old") for i in range(120)]
-    new = [noisy_message(rng, i, "new") for i in range(40)]
+    common = [noisy_message(rng, i, "common") for i in range(60)]
+    old = [noisy_message(rng, i, "old") for i in range(60)]
+    new = [noisy_message(rng, i, "new") for i in range(20)]
     template = vault_at("template")
     init_vault(template, VAULT_PASSWORD, SMALL_PACKS)
     fresh_cache("template")
