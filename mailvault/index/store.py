@@ -30,8 +30,10 @@ Tables:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 from mailvault.errors import IndexError_
@@ -116,6 +118,18 @@ def connect(path: Path) -> sqlite3.Connection:
     except OSError as exc:
         raise IndexError_(f"{path}: cannot open the search index: {exc.strerror or exc}") from None
     return db
+
+
+@contextlib.contextmanager
+def update_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``<index>.lock`` (waits for another process updating the index)."""
+    _private_file(Path(str(path) + ".lock"))
+    with open(str(path) + ".lock", "rb+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def remove(path: Path) -> None:

@@ -80,15 +80,16 @@ def update_index(
     """Index every snapshot of ``repo`` not yet indexed; drop forgotten ones. See the module doc."""
     started = time.monotonic()
     path = store.index_path(repo.id, repo.cache_root)
-    if rebuild:
-        store.remove(path)
-    db = store.connect(path)
-    try:
-        stats = IndexStats()
-        _Updater(repo, db, progress, stats, workers).run()
-        stats.messages_total = db.execute("SELECT COUNT(*) FROM msgs").fetchone()[0]
-    finally:
-        db.close()
+    with store.update_lock(path):  # one updater at a time; readers go on (WAL)
+        if rebuild:
+            store.remove(path)
+        db = store.connect(path)
+        try:
+            stats = IndexStats()
+            _Updater(repo, db, progress, stats, workers).run()
+            stats.messages_total = db.execute("SELECT COUNT(*) FROM msgs").fetchone()[0]
+        finally:
+            db.close()
     stats.index_bytes = sum(
         os.path.getsize(str(path) + s) for s in ("", "-wal") if os.path.exists(str(path) + s)
     )

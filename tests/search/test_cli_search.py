@@ -331,3 +331,12 @@ def test_both_query_plans_give_the_same_page(
             assert [(h.folder, h.uid) for h in msearch.search(db, query, limit=2, offset=1)] == whole[1:3]
         finally:
             db.close()
+
+
+def test_two_index_updates_at_once_both_succeed(loaded: Path) -> None:
+    from tests.common import mv_popen
+
+    procs = [mv_popen("index", loaded, "-q") for _ in range(2)]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    assert invoke("search", loaded, "", "--count").stdout.strip() == "5"
