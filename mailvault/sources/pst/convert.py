@@ -224,14 +224,14 @@ def _bodies(msg: MapiMessage, problems: list[str]) -> _Bodies:
     out = _Bodies(plain=p.text(P.PR_BODY), html=_html_bytes(p))
     compressed = p.raw(P.PR_RTF_COMPRESSED)
     if compressed and out.html is None:
-        rtf = decode_rtf(compressed)
+        rtf = decode_rtf(compressed, want_text=out.plain is None)
         if rtf.error:
             problems.append(rtf.error)
         elif rtf.html is not None:
             out.html = (rtf.html, "utf-8")
-        elif rtf.text is not None:
+        elif rtf.encapsulated == "text":
             if out.plain is None:
-                out.plain = rtf.text
+                out.plain = rtf.text or ""
         else:
             out.rtf = rtf.rtf
     return out

@@ -61,10 +61,15 @@ class RtfBody:
     html: bytes | None = None  # UTF-8 (RTFDE's output encoding)
     text: str | None = None
     error: str | None = None  # why the RTF could not be decompressed, if it could not
+    #: "html" or "text" when the RTF encapsulates one (and RTFDE recovered it), else None.
+    encapsulated: str | None = None
 
 
-def decode_rtf(compressed: bytes) -> RtfBody:
-    """Decompress ``PR_RTF_COMPRESSED`` and pull out encapsulated HTML/text. Never raises."""
+def decode_rtf(compressed: bytes, *, want_text: bool = True) -> RtfBody:
+    """Decompress ``PR_RTF_COMPRESSED`` and pull out encapsulated HTML/text. Never raises.
+
+    With ``want_text=False`` (the item has a plain body already) encapsulated *text* is not
+    extracted: it is that plain body again, and RTFDE is the costly step."""
     try:
         rtf = bytes(compressed_rtf.decompress(compressed))
     except Exception as e:  # corrupt RTF must never stop a conversion
@@ -73,6 +78,8 @@ def decode_rtf(compressed: bytes) -> RtfBody:
     head = rtf[:2048]
     if b"\\fromhtml" not in head and b"\\fromtext" not in head:
         return RtfBody(rtf=rtf)  # native RTF
+    if b"\\fromhtml" not in head and not want_text:
+        return RtfBody(rtf=rtf, encapsulated="text")
     try:
         with _lock:
             de = _make_deencapsulator()(rtf)
@@ -81,8 +88,10 @@ def decode_rtf(compressed: bytes) -> RtfBody:
         return RtfBody(rtf=rtf)
     if de.content_type == "html":
         html = de.html
-        return RtfBody(rtf=rtf, html=html.encode() if isinstance(html, str) else bytes(html))
+        return RtfBody(
+            rtf=rtf, html=html.encode() if isinstance(html, str) else bytes(html), encapsulated="html"
+        )
     text = de.text
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return RtfBody(rtf=rtf, text=str(text))
+    return RtfBody(rtf=rtf, text=str(text), encapsulated="text")
