@@ -207,9 +207,10 @@ class _Repair:
                 self.backend.delete(pack_name(scan.pack_id))
         elif needs_new_index:
             r.index_files_removed = len(old_index)
-        r.index_files_written = (
-            len(new_index) if not self.dry_run else (len(intact) + PACKS_PER_INDEX - 1) // PACKS_PER_INDEX
-        )
+        if not self.dry_run:
+            r.index_files_written = len(new_index)
+        elif needs_new_index:  # what the real run would write (plus one for salvaged packs)
+            r.index_files_written = (len(intact) + PACKS_PER_INDEX - 1) // PACKS_PER_INDEX + bool(salvaged)
         if not self.dry_run:
             rebuild(self.repo.cache, self.backend, self.repo.sealer)
             self.repo.resync_index()

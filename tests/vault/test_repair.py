@@ -72,6 +72,7 @@ def _expect_after_repair(
     assert "repaired" in snap.tags
     recorded = {(m["folder"], m["uid"]) for m in snap.repairs[-1]["lost_messages"]}
     assert recorded == dropped
+    assert repair(fresh, dry_run=True).index_files_written == 0
     assert repair(fresh).changed is False  # a second repair has nothing to do
     return fresh
 
