@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mailvault.config_oauth import account_auth, provider_tables
 from mailvault.errors import ConfigError
 from mailvault.net.providers import Provider, registry
 from mailvault.net.session import Endpoint, parse_url
@@ -25,8 +26,6 @@ from mailvault.retention import KeepPolicy
 
 CONFIG_ENV = "MAILVAULT_CONFIG"
 JOB_KINDS = ("backup", "restore", "migrate")
-AUTH_KINDS = ("password", "oauth2")
-TOKEN_STORES = ("vault", "keyring")
 _KEEP = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
@@ -228,20 +227,7 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}:{line}: not valid TOML: {msg}") from None
     c = _Checker(path, text)
     c.known(doc, (), {"vaults", "accounts", "jobs", "oauth2_providers"})
-    overrides: dict[str, dict[str, Any]] = {}
-    for name, t in c.table(doc, ("oauth2_providers",)).items():
-        where = ("oauth2_providers", name)
-        if not isinstance(t, dict):
-            raise c.fail(("oauth2_providers",), name, "expected a table", t)
-        if "client_secret" in t:
-            raise c.fail(where, "client_secret", "secrets do not belong in the config; use client_secret_env")
-        for key, value in t.items():  # one key at a time, so an error names its line
-            try:
-                registry({name: {key: value, **({"preset": t["preset"]} if "preset" in t else {})}})
-            except ConfigError as exc:
-                raise c.fail(where, key, str(exc).split(": ", 1)[-1]) from None
-        overrides[name] = t
-    providers = registry(overrides)
+    providers = provider_tables(c, doc)
     vaults: dict[str, VaultConfig] = {}
     for name, t in c.table(doc, ("vaults",)).items():
         where = ("vaults", name)
@@ -280,7 +266,7 @@ def load_config(path: str | Path) -> Config:
                 "url",
                 f"expected imap[s]://user@host[:port], pop3[s]://... or PROVIDER:ADDRESS ({exc})",
             ) from None
-        auth, oauth2_provider, token_store = _account_auth(c, t, where, endpoint, providers)
+        auth, oauth2_provider, token_store = account_auth(c, t, where, endpoint, providers)
         delete_after = c.integer(t, where, "delete_after_days")
         if delete_after is not None and endpoint.protocol != "pop3":
             raise c.fail(where, "delete_after_days", "only applies to pop3:// and pop3s:// accounts")
@@ -379,43 +365,3 @@ def load_config(path: str | Path) -> Config:
             max_upload_mb_per_day=c.integer(t, where, "max_upload_mb_per_day", minimum=1),
         )
     return Config(path, vaults, accounts, jobs, providers)
-
-
-def _account_auth(
-    c: _Checker, t: dict[str, Any], where: tuple[str, ...], endpoint: Endpoint, providers: dict[str, Provider]
-) -> tuple[str, str | None, str]:
-    """(auth, oauth2_provider, token_store) of an account: ``auth = "oauth2"`` needs a provider that
-    signs in with OAuth2 (named by ``oauth2_provider`` or by a ``PROVIDER:ADDRESS`` url)."""
-    secrets = [k for k in ("password_env", "password_command", "oauth2_token_command") if k in t]
-    auth = c.string(t, where, "auth")
-    if auth is not None and auth not in AUTH_KINDS:
-        raise c.fail(where, "auth", f"expected one of {', '.join(AUTH_KINDS)}", auth)
-    name = c.string(t, where, "oauth2_provider") or endpoint.provider or None
-    if auth is None:
-        preset = providers.get(endpoint.provider) if endpoint.provider else None
-        if "oauth2_provider" in t or (preset is not None and preset.auth[:1] == ("oauth2",) and not secrets):
-            auth = "oauth2"
-        else:
-            auth = "password"
-    store = c.string(t, where, "token_store") or "vault"
-    if store not in TOKEN_STORES:
-        raise c.fail(where, "token_store", f"expected one of {', '.join(TOKEN_STORES)}", store)
-    if auth == "oauth2":
-        if secrets:
-            raise c.fail(where, secrets[0], 'not with auth = "oauth2" (mailvault signs in itself)')
-        if name is None:
-            raise c.fail(
-                where,
-                "auth",
-                'auth = "oauth2" needs oauth2_provider (a preset or an [oauth2_providers] table)',
-            )
-        if name not in providers:
-            raise c.fail(
-                where, "oauth2_provider", f"no such provider (known: {', '.join(sorted(providers))})", name
-            )
-        if not providers[name].token_url:
-            raise c.fail(where, "oauth2_provider", "this provider has no OAuth2 sign-in (token_url)", name)
-        return auth, name, store
-    if "oauth2_provider" in t:
-        raise c.fail(where, "oauth2_provider", 'only with auth = "oauth2"')
-    return auth, None, store

@@ -30,7 +30,7 @@ from mailvault.backup import BackupOptions, backup
 from mailvault.config import AccountConfig, Config, JobConfig, VaultConfig
 from mailvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ConfigError, LockedError, MailvaultError
 from mailvault.net.providers import apply_limits
-from mailvault.net.session import Credentials, Endpoint, TLSPolicy, parse_url
+from mailvault.net.session import Credentials, TLSPolicy, parse_url
 from mailvault.passwords import from_command, from_env, from_file, secret_provider
 from mailvault.progress import QUIET, Progress
 from mailvault.restore import RestoreOptions, parse_map, restore
@@ -315,9 +315,9 @@ class Runner:
         return result
 
     def _execute(self, repo: Repository, job: JobConfig, acc: AccountConfig, result: TaskResult) -> None:
-        if acc.auth == "oauth2":
-            from mailvault.auth.access import account_credentials
+        from mailvault.auth.access import account_credentials, target_credentials
 
+        if acc.auth == "oauth2":
             creds = account_credentials(self.config, acc, repo.backend, repo.sealer)
             tls = TLSPolicy(acc.ca_file, acc.allow_plaintext)
         else:
@@ -344,7 +344,7 @@ class Runner:
         if job.kind in ("restore", "migrate"):
             assert job.target is not None
             target = parse_url(job.target, self.config.providers)
-            tcreds = self._target_oauth2(repo, target, job) or Credentials(
+            tcreds = target_credentials(self.config, job, target, repo.backend, repo.sealer) or Credentials(
                 password=secret_provider(
                     env_var=job.target_password_env,
                     command=job.target_password_command,
@@ -390,17 +390,6 @@ class Runner:
                     self._prune_vaults.add(job.vault)
         result.exit_code = code
         result.status = "ok" if code == EXIT_OK else "partial"
-
-    def _target_oauth2(self, repo: Repository, target: Endpoint, job: JobConfig) -> Credentials | None:
-        """A ``PROVIDER:ADDRESS`` target that signs in with OAuth2 (no target secret configured)."""
-        from mailvault.auth.access import address_credentials, signs_in_itself
-
-        provider = signs_in_itself(target, self.config.providers)
-        if provider is None or job.target_password_env or job.target_password_command:
-            return None
-        if job.target_oauth2_token_command:
-            return None
-        return address_credentials(target, provider, repo.backend, repo.sealer, self.config.path)
 
     def _hook(self, job: JobConfig, result: TaskResult) -> None:
         command = job.on_success if result.exit_code == EXIT_OK else job.on_failure

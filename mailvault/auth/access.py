@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mailvault.auth.store import KeyringTokenStore, TokenStore, VaultTokenStore
 from mailvault.auth.tokens import TokenSource, oauth2_credentials
-from mailvault.config import AccountConfig, Config, default_config_path
+from mailvault.config import AccountConfig, Config, JobConfig, default_config_path
 from mailvault.errors import ConfigError
 from mailvault.net.providers import Provider
 from mailvault.net.session import Credentials, Endpoint
@@ -71,6 +71,19 @@ def address_credentials(
     store = VaultTokenStore(backend, sealer)
     command = login_command(spec, config_path) + f" --vault {shlex.quote(backend.location)}"
     return oauth2_credentials(TokenSource(store, provider, ep.user, command))
+
+
+def target_credentials(
+    config: Config, job: JobConfig, target: Endpoint, backend: Backend, sealer: Sealer
+) -> Credentials | None:
+    """A job's ``PROVIDER:ADDRESS`` target that signs in with OAuth2 (no target secret configured):
+    tokens from the job's vault. None: the job's target_password_* / target_oauth2_token_command apply."""
+    provider = signs_in_itself(target, config.providers)
+    if provider is None or job.target_password_env or job.target_password_command:
+        return None
+    if job.target_oauth2_token_command:
+        return None
+    return address_credentials(target, provider, backend, sealer, config.path)
 
 
 class VaultTokens:
