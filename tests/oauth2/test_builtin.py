@@ -373,3 +373,29 @@ def test_long_token_two_step_auth(
         SEEDED["INBOX"] if scheme == "pop3s" else sum(SEEDED.values())
     )
     assert oauth2_dovecot.oauth2 is not None and oauth2_dovecot.oauth2.lookup_count(token) >= 1
+
+
+def test_revoked_sign_in_leaves_the_vault_untouched(
+    oauth2_dovecot: Dovecot, idp: TestIdP, oauth2_source: str, vault: Path, tmp_path: Path
+) -> None:
+    """`backup VAULT PROVIDER:ADDRESS` with a revoked refresh token: one line, exit 2, not one vault
+    file added, removed or changed."""
+    from tests.common import assert_one_line_error, vault_files
+
+    server = oauth2_dovecot
+    s = make_setup(server, idp, oauth2_source, vault, tmp_path, confidential=False)
+    s.extra_provider = {"imap_host": server.host, "imap_port": server.imaps_port, "auth": ["oauth2"]}
+    write_config(s, hooks=False)
+    s.extra_env = {"MAILVAULT_CONFIG": str(s.config)}
+    idp.access_ttl = 2
+    lp = LoginProcess(s, f"testidp:{oauth2_source}", "--vault", vault, "--no-browser")
+    assert get(lp.wait_line(lambda x: x.startswith(f"{s.base}/authorize?")))[0] == 200
+    assert lp.finish()[0] == 0
+    idp.revoke_refresh_tokens(oauth2_source)
+    time.sleep(2.2)
+    before = vault_files(vault)
+    proc = s.mv("backup", vault, f"testidp:{oauth2_source}", "--ca-file", server.ca_file, code=None)
+    assert_one_line_error(
+        proc, 2, "invalid_grant", f"sign in again with `mailvault login testidp:{oauth2_source}", "--vault"
+    )
+    assert vault_files(vault) == before
