@@ -14,6 +14,7 @@ Deterministic for a given seed. Used by the tests (``tests/vault/test_sia.py``) 
 from __future__ import annotations
 
 import base64
+import itertools
 import random
 import zlib
 from dataclasses import dataclass
@@ -48,13 +49,16 @@ def _semi(rng: random.Random, n: int) -> bytes:
     return bytes(out[:n])
 
 
-def make_assets(rng: random.Random) -> dict[str, list[Asset]]:
-    docs = [
-        Asset(f"report-{i}.pdf", "application/pdf", _semi(rng, rng.randint(30_000, 250_000))) for i in range(6)
-    ]
-    photos = [Asset(f"photo-{i}.jpg", "image/jpeg", _noise(rng, rng.randint(40_000, 160_000))) for i in range(5)]
-    logos = [Asset(f"logo-{i}.png", "image/png", _noise(rng, rng.randint(5_000, 14_000))) for i in range(3)]
-    banners = [Asset(f"banner-{i}.jpg", "image/jpeg", _noise(rng, rng.randint(20_000, 60_000))) for i in range(8)]
+def make_assets(rng: random.Random, scale: float = 1.0) -> dict[str, list[Asset]]:
+    """Attachments and images; ``scale`` shrinks them (fast tests)."""
+
+    def n(lo: int, hi: int) -> int:
+        return max(1200, int(rng.randint(lo, hi) * scale))
+
+    docs = [Asset(f"report-{i}.pdf", "application/pdf", _semi(rng, n(30_000, 250_000))) for i in range(6)]
+    photos = [Asset(f"photo-{i}.jpg", "image/jpeg", _noise(rng, n(40_000, 160_000))) for i in range(5)]
+    logos = [Asset(f"logo-{i}.png", "image/png", _noise(rng, n(5_000, 14_000))) for i in range(3)]
+    banners = [Asset(f"banner-{i}.jpg", "image/jpeg", _noise(rng, n(20_000, 60_000))) for i in range(8)]
     return {"docs": docs, "photos": photos, "logos": logos, "banners": banners}
 
 
@@ -64,9 +68,7 @@ def _b64(data: bytes, width: int, eol: bytes) -> bytes:
 
 
 def _text(rng: random.Random, lines: int, eol: bytes) -> bytes:
-    return eol.join(
-        " ".join(rng.choices(WORDS, k=rng.randint(6, 14))).encode() for _ in range(lines)
-    ) + eol
+    return eol.join(" ".join(rng.choices(WORDS, k=rng.randint(6, 14))).encode() for _ in range(lines)) + eol
 
 
 def _headers(rng: random.Random, i: int, subject: str, eol: bytes, extra: list[str]) -> bytes:
@@ -84,11 +86,11 @@ def _headers(rng: random.Random, i: int, subject: str, eol: bytes, extra: list[s
 
 def _attachment(asset: Asset, eol: bytes, width: int) -> bytes:
     return (
-        f"Content-Type: {asset.ctype}; name=\"{asset.name}\"".encode()
+        f'Content-Type: {asset.ctype}; name="{asset.name}"'.encode()
         + eol
         + b"Content-Transfer-Encoding: base64"
         + eol
-        + f"Content-Disposition: attachment; filename=\"{asset.name}\"".encode()
+        + f'Content-Disposition: attachment; filename="{asset.name}"'.encode()
         + eol
         + eol
         + _b64(asset.data, width, eol)
@@ -146,7 +148,7 @@ def newsletter(rng: random.Random, i: int, issue: int, assets: dict[str, list[As
     outer = f"=_outer_{i}"
     rel = f"=_related_{i}"
     html = (
-        b"<html><body><img src=\"cid:logo\"><h1>Issue "
+        b'<html><body><img src="cid:logo"><h1>Issue '
         + str(issue).encode()
         + b"</h1>"
         + b"".join(b"<p>" + _text(rng, 4, b" ") + b"</p>" for _ in range(20))
@@ -167,8 +169,15 @@ def newsletter(rng: random.Random, i: int, issue: int, assets: dict[str, list[As
     ]
     related = _multipart(
         rel,
-        [b"Content-Type: text/html; charset=utf-8" + eol + b"Content-Transfer-Encoding: quoted-printable"
-         + eol + eol + html_qp, *images],
+        [
+            b"Content-Type: text/html; charset=utf-8"
+            + eol
+            + b"Content-Transfer-Encoding: quoted-printable"
+            + eol
+            + eol
+            + html_qp,
+            *images,
+        ],
         eol,
     )
     plain = b"Content-Type: text/plain; charset=utf-8" + eol + eol + _text(rng, 30, eol)
@@ -189,7 +198,7 @@ def odd_messages(rng: random.Random, start: int, assets: dict[str, list[Asset]])
     doc = assets["docs"][0]
     ragged = base64.b64encode(doc.data)
     cut = [0, 60, 136, 200]
-    lines = [ragged[a:b] for a, b in zip(cut, cut[1:], strict=False)] + [
+    lines = [ragged[a:b] for a, b in itertools.pairwise(cut)] + [
         ragged[j : j + 76] for j in range(200, len(ragged), 76)
     ]
     ragged_body = eol.join(lines) + eol
@@ -203,7 +212,12 @@ def odd_messages(rng: random.Random, start: int, assets: dict[str, list[Asset]])
             b,
             [
                 b"Content-Type: text/plain" + eol + eol + b"see attached" + eol,
-                b"Content-Type: application/pdf" + eol + b"Content-Transfer-Encoding: base64" + eol + eol + ragged_body,
+                b"Content-Type: application/pdf"
+                + eol
+                + b"Content-Transfer-Encoding: base64"
+                + eol
+                + eol
+                + ragged_body,
             ],
             eol,
         )
@@ -245,10 +259,10 @@ def odd_messages(rng: random.Random, start: int, assets: dict[str, list[Asset]])
     return out
 
 
-def generate(n_target: int = 400, seed: int = 1) -> list[bytes]:
+def generate(n_target: int = 400, seed: int = 1, scale: float = 1.0) -> list[bytes]:
     """About ``n_target`` messages: reply chains, forwards, newsletters, plain mail, odd ones."""
     rng = random.Random(seed)
-    assets = make_assets(rng)
+    assets = make_assets(rng, scale)
     out: list[bytes] = []
     issue = 0
     while len(out) < n_target:
@@ -264,6 +278,8 @@ def generate(n_target: int = 400, seed: int = 1) -> list[bytes]:
             out.append(newsletter(rng, i, issue, assets))
         else:
             eol = b"\r\n"
-            out.append(_headers(rng, i, "note", eol, ["Content-Type: text/plain"]) + eol + _text(rng, 12, eol))
+            out.append(
+                _headers(rng, i, "note", eol, ["Content-Type: text/plain"]) + eol + _text(rng, 12, eol)
+            )
     out += odd_messages(rng, len(out), assets)
     return out

@@ -39,6 +39,10 @@ def init(
     block_size: Annotated[int, typer.Option(help="Compression block size in KiB.")] = 1024,
     level: Annotated[int, typer.Option(help="zstd compression level.")] = 9,
     dictionary: Annotated[str, typer.Option(help="zstd dictionary: auto or off.")] = "auto",
+    attachment_threshold: Annotated[
+        int,
+        typer.Option(help="Store MIME parts of at least this many KiB once across all messages (0: off)."),
+    ] = 4,
     as_json: Json = False,
 ) -> None:
     """Create a new, empty vault (encrypted unless --no-encryption)."""
@@ -49,7 +53,7 @@ def init(
         password = None
         if not no_encryption:
             password = vault_password_provider(password_file, password_command, confirm=True)()
-        params = VaultParams(pack_size << 20, block_size << 10, level, dictionary)
+        params = VaultParams(pack_size << 20, block_size << 10, level, dictionary, attachment_threshold << 10)
         return Repository.init(vault, password, params)
 
     repo = run(go)
@@ -369,3 +373,9 @@ def stats(
     typer.echo(f"raw bytes:      {st.raw_bytes} ({_human(st.raw_bytes)})")
     typer.echo(f"stored bytes:   {st.stored_bytes} ({_human(st.stored_bytes)}) in {st.pack_files} packs")
     typer.echo(f"ratio:          {st.ratio:.3f}")
+    if st.skeleton_messages:
+        typer.echo(
+            f"attachments:    {st.skeleton_messages} messages share {st.parts} parts stored once "
+            f"({_human(st.part_bytes)}): {_human(st.raw_bytes)} of messages -> {_human(st.blob_bytes)} "
+            f"before compression ({st.sia_saving:.1%} saved)"
+        )

@@ -7,13 +7,14 @@ longer be read back. ``mailvault repair`` fixes what check finds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailvault.errors import FormatError, MailvaultError
 from mailvault.progress import QUIET, Progress
 from mailvault.vault.damage import LostFolder, LostMessage, assess_snapshot, scan_pack
-from mailvault.vault.format import PackHeader, id_from_name, pack_name
+from mailvault.vault.format import BLOB_SKELETON, PackHeader, id_from_name, pack_name
 from mailvault.vault.index import load_index_files
 from mailvault.vault.repository import Repository
 
@@ -93,10 +94,18 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
     # 3. Every snapshot decrypts; every manifest and message it names is readable.
     known: dict[bytes, bool] = {}
 
+    def present(blob: bytes) -> bool:
+        return blob not in lost and cache.has(blob)
+
+    # A message stored as a skeleton is lost with any of its attachment parts.
+    broken = repo.broken_skeletons(present) if (lost or report.damaged) else set()
+    if read_data:
+        broken |= _unbuildable(repo, present, broken, report)
+
     def readable(blob: bytes) -> bool:
         r = known.get(blob)
         if r is None:
-            r = known[blob] = blob not in lost and cache.has(blob)
+            r = known[blob] = present(blob) and blob not in broken
         return r
 
     def read_manifest(blob: bytes) -> bytes | None:
@@ -164,3 +173,19 @@ def _check_pack(
     what = f"; {len(scan.unreadable)} blob(s) unreadable" if scan.unreadable else ""
     report._damage("pack", pack_id, scan.problem + what)
     lost.update(scan.unreadable)
+
+
+def _unbuildable(
+    repo: Repository, present: Callable[[bytes], bool], broken: set[bytes], report: CheckReport
+) -> set[bytes]:
+    """With --read-data: every message stored as a skeleton is rebuilt and hashed."""
+    bad: set[bytes] = set()
+    for blob_id, _loc in repo.cache.iter_type(BLOB_SKELETON):
+        if blob_id in broken or not present(blob_id):
+            continue
+        try:
+            repo.read_blob(blob_id)
+        except MailvaultError as exc:
+            bad.add(blob_id)
+            report.errors.append(f"message {blob_id.hex()[:12]} does not rebuild from its parts: {exc}")
+    return bad

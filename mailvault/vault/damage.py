@@ -13,7 +13,7 @@ from typing import Any
 
 from mailvault.errors import FormatError, IntegrityError, MailvaultError, ObjectNotFound
 from mailvault.vault.crypto import Sealer
-from mailvault.vault.format import BlobEntry, PackHeader, sha256
+from mailvault.vault.format import BlobEntry, PackHeader, sha256, stored_blob_id
 from mailvault.vault.packs import DictLoader, open_block, read_pack
 from mailvault.vault.snapshots import ManifestEntry, Snapshot, decode_manifest
 
@@ -82,9 +82,11 @@ def scan_pack(
     for e in entries:
         raw = blocks[e.block] if e.block < len(blocks) else None
         if isinstance(raw, bytes):
-            readable.append(
-                BlobEntry(sha256(raw[e.offset : e.offset + e.length]), e.type, e.block, e.offset, e.length)
-            )
+            try:
+                blob_id = stored_blob_id(e.type, raw[e.offset : e.offset + e.length])
+            except FormatError:
+                continue  # a skeleton without its header: unreadable
+            readable.append(BlobEntry(blob_id, e.type, e.block, e.offset, e.length))
     got = {e.id for e in readable}
     unreadable = [e.id for e in expected.blobs if e.id not in got] if expected is not None else []
     if expected is not None and header is not None and unreadable and not bad_blocks:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from mailvault.errors import FormatError
 
 FORMAT_VERSION = 1
+#: ``config.version``: 2 adds single-instance attachments (blob types 2 and 3); 1 is still read.
+VAULT_VERSION = 2
+VAULT_VERSIONS = (1, 2)
 
 # Associated data for each sealed object kind.
 AD_BLOCK = b"mailvault-pack-block"
@@ -26,6 +29,8 @@ AD_STATE = b"mailvault-state"
 # Blob types.
 BLOB_MESSAGE = 0
 BLOB_MANIFEST = 1
+BLOB_SKELETON = 2  # a message stored as a skeleton; its id is the SHA-256 of the whole message
+BLOB_PART = 3  # a large MIME leaf part (single-instance attachment)
 
 NO_DICT = b"\x00" * 32
 
@@ -38,8 +43,18 @@ _BLOB_NOID = struct.Struct("<BIII")  # type, block number, offset in block, leng
 _HEAD = struct.Struct("<4sBII")  # magic, version, n_blocks, n_blobs
 
 
-def sha256(data: bytes | bytearray) -> bytes:
+def sha256(data: bytes | bytearray | memoryview) -> bytes:
     return hashlib.sha256(data).digest()
+
+
+def stored_blob_id(blob_type: int, stored: bytes | bytearray | memoryview) -> bytes:
+    """A blob's id from its stored bytes: their SHA-256, except for a skeleton, which names
+    the message it rebuilds (verified when the message is read)."""
+    if blob_type == BLOB_SKELETON:
+        if len(stored) < 37 or bytes(stored[:4]) != b"MVSK":
+            raise FormatError("not a mailvault skeleton")
+        return bytes(stored[5:37])
+    return sha256(stored)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,8 @@ from mailvault.storage.base import Backend
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import (
     AD_INDEX,
+    BLOB_MESSAGE,
+    BLOB_SKELETON,
     BlockInfo,
     PackHeader,
     decode_index,
@@ -229,13 +231,30 @@ class IndexCache:
         )
 
     def find_prefix(self, hex_prefix: str, blob_type: int, limit: int = 2) -> list[bytes]:
-        """Blob ids of ``blob_type`` starting with ``hex_prefix`` (at most ``limit``)."""
+        """Blob ids of ``blob_type`` starting with ``hex_prefix`` (at most ``limit``). Messages
+        (``BLOB_MESSAGE``) include those stored as skeletons (single-instance attachments)."""
         pad = 64 - len(hex_prefix)
         low, high = bytes.fromhex(hex_prefix + "0" * pad), bytes.fromhex(hex_prefix + "f" * pad)
+        other = BLOB_SKELETON if blob_type == BLOB_MESSAGE else blob_type
         rows = self._db.execute(
-            "SELECT id FROM blobs WHERE id BETWEEN ? AND ? AND type=? LIMIT ?", (low, high, blob_type, limit)
+            "SELECT id FROM blobs WHERE id BETWEEN ? AND ? AND type IN (?, ?) LIMIT ?",
+            (low, high, blob_type, other, limit),
         )
         return [bytes(r[0]) for r in rows]
+
+    def iter_type(self, blob_type: int) -> Iterator[tuple[bytes, Location]]:
+        """(id, location) of every blob of one type."""
+        rows = self._db.execute(
+            "SELECT b.id, p.id, b.block, k.offset, k.sealed_len, k.raw_len, k.dict, b.offset, b.length, "
+            "b.type FROM blobs b JOIN packs p ON p.n=b.pack "
+            "JOIN blocks k ON k.pack=b.pack AND k.block=b.block WHERE b.type=?",
+            (blob_type,),
+        ).fetchall()
+        for r in rows:
+            yield (
+                bytes(r[0]),
+                Location(bytes(r[1]), r[2], BlockInfo(r[3], r[4], r[5], bytes(r[6])), r[7], r[8], r[9]),
+            )
 
     def pack_ids(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT id FROM packs")}

@@ -27,6 +27,7 @@ from mailvault.vault.format import (
     BlockInfo,
     PackHeader,
     sha256,
+    stored_blob_id,
 )
 
 TRAILER = struct.Struct("<I")
@@ -209,6 +210,11 @@ def read_pack(
     blobs = []
     for e in header.blobs:
         raw = blocks[e.block]
-        blob_id = sha256(raw[e.offset : e.offset + e.length]) if isinstance(raw, bytes) else b""
+        blob_id = b""
+        if isinstance(raw, bytes):
+            try:
+                blob_id = stored_blob_id(e.type, memoryview(raw)[e.offset : e.offset + e.length])
+            except FormatError:
+                blob_id = b""
         blobs.append(BlobEntry(blob_id, e.type, e.block, e.offset, e.length))
     return PackHeader(header.blocks, blobs), blocks

@@ -2,7 +2,8 @@
 
 Order (docs/FORMAT.md, "Prune"):
 
-1. mark: every manifest and message blob named by a remaining snapshot is needed;
+1. mark: every manifest and message blob named by a remaining snapshot is needed, and
+   every single-instance part that a needed skeleton refers to;
 2. repack: needed blobs of partly-used packs are copied into new packs, with an index
    file for them;
 3. a new index covering every pack that is kept whole is written;
@@ -70,6 +71,8 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
                 needed.add(bytes.fromhex(folder.manifest))
                 needed.update(bytes.fromhex(e.blob) for e in repo.read_manifest(folder))
             bar.update()
+    # Single-instance parts live as long as a kept skeleton names them.
+    needed |= repo.skeleton_parts(needed)
     result.needed_blobs = len(needed)
     # The index as stored (not the cache): pack -> header with ids; first listing wins.
     old_index = [id_from_name(n) for n, _ in backend.list("index/")]
@@ -131,7 +134,7 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
                     raw = blocks[e.block]
                     if not isinstance(raw, bytes):
                         raise IntegrityError(f"pack {pack_id.hex()[:12]}: {raw}; run 'mailvault check'")
-                    writer.add(raw[e.offset : e.offset + e.length], e.type)
+                    writer.add_stored(e.id, raw[e.offset : e.offset + e.length], e.type)
             if not used <= writer._pending:
                 raise IntegrityError(f"pack {pack_id.hex()[:12]} lacks blobs its index lists")
             bar.update()

@@ -180,7 +180,7 @@ class _Repair:
                     salvaged.add(e.id)
                     n_saved += 1
                     if writer is not None:
-                        writer.add(blob, e.type)
+                        writer.add_stored(e.id, blob, e.type)
                     elif e.type == BLOB_MANIFEST:
                         self.salvaged_manifests[e.id] = blob
             lost -= salvaged | self.locs.keys()
@@ -226,8 +226,15 @@ class _Repair:
         return self.repo.load_dict(dict_id)
 
     def _readable(self, salvaged: set[bytes]) -> Any:
-        def readable(blob_id: bytes) -> bool:
+        def present(blob_id: bytes) -> bool:
             return blob_id in self.locs or blob_id in salvaged
+
+        # A message stored as a skeleton is lost with any of its attachment parts.
+        r = self.report
+        broken = self.repo.broken_skeletons(present) if (r.packs_damaged or r.packs_missing) else set()
+
+        def readable(blob_id: bytes) -> bool:
+            return present(blob_id) and blob_id not in broken
 
         return readable
 

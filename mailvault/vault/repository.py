@@ -14,7 +14,7 @@ import secrets
 import socket
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +25,7 @@ import zstandard
 from mailvault.errors import (
     FormatError,
     IntegrityError,
+    MailvaultError,
     ObjectNotFound,
     PasswordError,
     SnapshotNotFound,
@@ -32,13 +33,17 @@ from mailvault.errors import (
     VaultNotFound,
 )
 from mailvault.storage.base import Backend, open_backend
+from mailvault.vault import sia
 from mailvault.vault.crypto import AeadSealer, KeyFile, PlainSealer, Sealer, new_master_key, unwrap_which
 from mailvault.vault.format import (
     AD_CONFIG,
     AD_DICT,
     BLOB_MANIFEST,
     BLOB_MESSAGE,
-    FORMAT_VERSION,
+    BLOB_PART,
+    BLOB_SKELETON,
+    VAULT_VERSION,
+    VAULT_VERSIONS,
     PackHeader,
     dict_name,
     id_from_name,
@@ -46,6 +51,7 @@ from mailvault.vault.format import (
     pack_name,
     sha256,
     snapshot_name,
+    stored_blob_id,
 )
 from mailvault.vault.index import (
     IndexCache,
@@ -75,6 +81,8 @@ DICT_MAX_BLOCK = 512 * 1024
 DICT_SAMPLE_BYTES = 4 << 20
 DICT_SIZE = 64 * 1024
 DICT_MIN_GAIN = 0.03
+#: Default single-instance threshold (docs/FORMAT.md, "Single-instance attachments").
+DEFAULT_SIA_MIN_PART = 4096
 
 
 @dataclass(frozen=True)
@@ -83,6 +91,8 @@ class VaultParams:
     block_size: int = 1 << 20
     zstd_level: int = 9
     dictionary: str = "auto"  # "auto" | "off"
+    #: MIME leaf parts of at least this many bytes are stored once (single-instance); 0 = off.
+    sia_min_part: int = DEFAULT_SIA_MIN_PART
 
     def validate(self) -> None:
         from mailvault.errors import ConfigError
@@ -95,6 +105,8 @@ class VaultParams:
             raise ConfigError("zstd level must be between 1 and 22")
         if self.dictionary not in ("auto", "off"):
             raise ConfigError("dictionary must be 'auto' or 'off'")
+        if self.sia_min_part and not 1024 <= self.sia_min_part <= (64 << 20):
+            raise ConfigError("attachment threshold must be 0 (off) or between 1 KiB and 64 MiB")
 
 
 def _encrypted_marker(cache_root: Path | None, vault_id: str) -> Path:
@@ -125,7 +137,9 @@ class Repository:
         self.sealer = sealer
         self.id: str = config["id"]
         c = config["chunking"]
-        self.params = VaultParams(c["pack_size"], c["block_size"], c["zstd_level"], c["dictionary"])
+        # A version-1 vault has no single-instance parts and gets none (older readers keep reading it).
+        sia_min = int(c.get("sia_min_part", 0)) if config["version"] >= 2 else 0
+        self.params = VaultParams(c["pack_size"], c["block_size"], c["zstd_level"], c["dictionary"], sia_min)
         self._cache_root = cache_root
         self._cache: IndexCache | None = None
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
@@ -169,7 +183,7 @@ class Repository:
         if next(iter(backend.list("")), None) is not None:
             raise VaultExists(f"{backend.location}: not empty; init needs an empty directory or prefix")
         config: dict[str, Any] = {
-            "version": FORMAT_VERSION,
+            "version": VAULT_VERSION,
             "id": secrets.token_hex(16),
             "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "encryption": "aes-256-gcm" if password is not None else "none",
@@ -178,6 +192,7 @@ class Repository:
                 "block_size": params.block_size,
                 "zstd_level": params.zstd_level,
                 "dictionary": params.dictionary,
+                "sia_min_part": params.sia_min_part,
             },
         }
         sealer: Sealer
@@ -222,10 +237,10 @@ class Repository:
             config["chunking"]["pack_size"]
         except (ValueError, KeyError, TypeError):
             raise FormatError(f"{backend.location}: the vault config is damaged") from None
-        if version != FORMAT_VERSION:
+        if version not in VAULT_VERSIONS:
             raise FormatError(
                 f"{backend.location}: vault format version {version} is not supported "
-                f"(this mailvault reads version {FORMAT_VERSION})"
+                f"(this mailvault reads versions {', '.join(map(str, VAULT_VERSIONS))})"
             )
         key_names = sorted(name for name, _ in backend.list("keys/"))
         keyfiles = [KeyFile.from_bytes(backend.get(name)) for name in key_names]
@@ -349,13 +364,68 @@ class Repository:
         return raw
 
     def read_blob(self, blob_id: bytes) -> bytes:
-        """The exact bytes of a blob, verified against its id. Safe to call from several threads."""
+        """The exact bytes of a blob, verified against its id. Safe to call from several threads.
+
+        A message stored as a skeleton is rebuilt from its parts (docs/FORMAT.md,
+        "Single-instance attachments"); the caller sees the message's bytes either way.
+        """
         with self._read_lock:
             loc = self.locate(blob_id)
             data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
+            if loc.type == BLOB_SKELETON:
+                data = self._rebuild(blob_id, data)
         if sha256(data) != blob_id:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} fails its hash check")
         return data
+
+    def _rebuild(self, blob_id: bytes, skeleton: bytes) -> bytes:
+        try:
+            return sia.rebuild(skeleton, self.read_blob)
+        except FormatError as exc:
+            raise IntegrityError(f"message {blob_id.hex()[:12]}: {exc}") from None
+
+    def read_stored(self, blob_id: bytes) -> tuple[int, bytes]:
+        """(type, bytes as stored) of a blob: a skeleton is returned as such, not rebuilt."""
+        with self._read_lock:
+            loc = self.locate(blob_id)
+            data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
+        try:
+            got = stored_blob_id(loc.type, data)
+        except FormatError:
+            got = b""
+        if got != blob_id:
+            raise IntegrityError(f"blob {blob_id.hex()[:12]} fails its hash check")
+        return loc.type, data
+
+    def broken_skeletons(self, present: Callable[[bytes], bool]) -> set[bytes]:
+        """Messages stored as skeletons that cannot be rebuilt: the skeleton itself or one of its
+        parts is not ``present`` (used by check and repair on a damaged vault)."""
+        broken: set[bytes] = set()
+        for blob_id, _loc in self.cache.iter_type(BLOB_SKELETON):
+            if not present(blob_id):
+                continue
+            try:
+                parts = sia.part_ids(self.read_stored(blob_id)[1])
+            except MailvaultError:
+                broken.add(blob_id)
+                continue
+            if not all(present(p) for p in parts):
+                broken.add(blob_id)
+        return broken
+
+    def skeleton_parts(self, blob_ids: Iterable[bytes]) -> set[bytes]:
+        """The parts that the skeletons among ``blob_ids`` refer to (reads only the skeletons)."""
+        wanted = set(blob_ids)
+        skeletons = [(loc, i) for i, loc in self.cache.iter_type(BLOB_SKELETON) if i in wanted]
+        skeletons.sort(key=lambda x: (x[0].pack_id, x[0].block_no, x[0].offset))  # one read per block
+        parts: set[bytes] = set()
+        for _loc, blob_id in skeletons:
+            _type, data = self.read_stored(blob_id)
+            try:
+                parts.update(sia.part_ids(data))
+            except FormatError as exc:
+                raise IntegrityError(f"message {blob_id.hex()[:12]}: {exc}") from None
+        return parts
 
     def read_manifest(self, folder: SnapshotFolder) -> list[ManifestEntry]:
         return decode_manifest(self.read_blob(bytes.fromhex(folder.manifest)))
@@ -463,6 +533,9 @@ class VaultWriter:
         self._builders: dict[int, PackBuilder] = {}
         self.new_messages = 0
         self.new_message_bytes = 0
+        self.new_skeletons = 0  # of new_messages, stored as skeletons
+        self.new_parts = 0
+        self.new_part_bytes = 0
         self.stored_bytes = 0
         self.packs_written = 0
         self.index_ids: list[bytes] = []
@@ -507,6 +580,7 @@ class VaultWriter:
         return len(orphans)
 
     def _builder(self, blob_type: int) -> PackBuilder:
+        blob_type = _PACK_KIND.get(blob_type, blob_type)
         b = self._builders.get(blob_type)
         if b is None:
             zdict = (
@@ -528,21 +602,43 @@ class VaultWriter:
         return blob_id in self._pending or self.repo.cache.has(blob_id)
 
     def add(self, raw: bytes, blob_type: int = BLOB_MESSAGE) -> tuple[str, bool]:
-        """Store ``raw`` unless already present; return (hex id, newly stored)."""
+        """Store ``raw`` unless already present; return (hex id, newly stored).
+
+        A message with large MIME leaf parts is stored as a skeleton plus single-instance
+        parts when its rebuild is byte-identical (checked here), else whole.
+        """
         blob_id = sha256(raw)
         if self.has(blob_id):
             return blob_id.hex(), False
-        if self._sampling and blob_type == BLOB_MESSAGE:
-            self._sample(raw)
-        builder = self._builder(blob_type)
-        builder.add(blob_id, blob_type, raw)
-        self._pending.add(blob_id)
         if blob_type == BLOB_MESSAGE:
             self.new_messages += 1
             self.new_message_bytes += len(raw)
-        if builder.projected_size >= self.params.pack_size:
-            self._finish(blob_type)
+            split = sia.split(raw, self.params.sia_min_part, blob_id) if self.params.sia_min_part else None
+            if split is not None:
+                for part in split.parts:
+                    if not self.has(part.part_id):
+                        self._store(part.part_id, part.data, BLOB_PART)
+                        self.new_parts += 1
+                        self.new_part_bytes += len(part.data)
+                self._store(blob_id, split.skeleton, BLOB_SKELETON)
+                self.new_skeletons += 1
+                return blob_id.hex(), True
+        self._store(blob_id, raw, blob_type)
         return blob_id.hex(), True
+
+    def add_stored(self, blob_id: bytes, data: bytes, blob_type: int) -> None:
+        """Store a blob exactly as another pack held it (prune's repack), under its id."""
+        if not self.has(blob_id):
+            self._store(blob_id, data, blob_type)
+
+    def _store(self, blob_id: bytes, data: bytes, blob_type: int) -> None:
+        if self._sampling and blob_type in (BLOB_MESSAGE, BLOB_SKELETON):
+            self._sample(data)
+        builder = self._builder(blob_type)
+        builder.add(blob_id, blob_type, data)
+        self._pending.add(blob_id)
+        if builder.projected_size >= self.params.pack_size:
+            self._finish(_PACK_KIND.get(blob_type, blob_type))
 
     def add_manifest(self, entries: list[ManifestEntry] | ManifestRows) -> str:
         data = entries.encode() if isinstance(entries, ManifestRows) else encode_manifest(entries)
@@ -619,6 +715,11 @@ class VaultWriter:
         snapshot.summary.setdefault("new_bytes", self.new_message_bytes)
         snapshot.summary.setdefault("stored_bytes", self.stored_bytes)
         return self.repo.save_snapshot(snapshot)
+
+
+#: Which pack a blob type goes to: skeletons beside whole messages (similar text compresses
+#: together), parts in packs of their own, manifests in theirs.
+_PACK_KIND = {BLOB_SKELETON: BLOB_MESSAGE}
 
 
 def new_snapshot(

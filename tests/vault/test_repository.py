@@ -180,7 +180,7 @@ def test_downgrade_to_unencrypted_is_refused(make_repo: MakeRepo, vault_location
 @pytest.mark.parametrize(
     "edit",
     [
-        lambda c: c.update(version=2),
+        lambda c: c.update(version=3),
         lambda c: c.update(encryption="rot13"),
         lambda c: c.pop("chunking"),
     ],

@@ -32,7 +32,9 @@ def messages() -> list[bytes]:
 
 
 def main(dest: str) -> None:
-    repo = Repository.init(dest, PASSWORD, VaultParams(pack_size=64 << 10, block_size=16 << 10), scrypt=FAST_SCRYPT)
+    repo = Repository.init(
+        dest, PASSWORD, VaultParams(pack_size=64 << 10, block_size=16 << 10), scrypt=FAST_SCRYPT
+    )
     msgs = messages()
     write_snapshot(repo, {"INBOX": msgs[:3]}, account="old@example.org")
     write_snapshot(repo, {"INBOX": msgs[:3], "Sent": msgs[3:]}, account="old@example.org")
