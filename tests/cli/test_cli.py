@@ -193,10 +193,11 @@ def test_check_and_stats(vault: str, maildir: MailTree) -> None:
     assert report["ok"] is True
     assert report["errors"] == []
     assert report["snapshots"] == 1
-    assert report["blobs_checked"] == len(maildir.hashes()) + 4  # messages + folder manifests
+    st = mv_json("stats", vault)
+    # messages + folder manifests + single-instance attachment parts
+    assert report["blobs_checked"] == len(maildir.hashes()) + 4 + st["parts"]
     out = mv("check", vault, "--read-data")
     assert "no errors" in out.stdout
-    st = mv_json("stats", vault)
     assert st["snapshots"] == 1 and st["accounts"] == 1
     assert st["messages"] == len(maildir.messages)
     assert st["unique_blobs"] == len(maildir.hashes())
