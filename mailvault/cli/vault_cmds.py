@@ -36,7 +36,7 @@ def init(
     password_file: PasswordFile = None,
     password_command: PasswordCommand = None,
     pack_size: Annotated[int, typer.Option(help="Target pack size in MiB.")] = 16,
-    block_size: Annotated[int, typer.Option(help="Compression block size in KiB.")] = 1024,
+    block_size: Annotated[int, typer.Option(help="Compression block size in KiB.")] = 4096,
     level: Annotated[int, typer.Option(help="zstd compression level.")] = 9,
     dictionary: Annotated[str, typer.Option(help="zstd dictionary: auto or off.")] = "auto",
     attachment_threshold: Annotated[
