@@ -226,6 +226,8 @@ class Runner:
         self.config = config
         self.progress = progress
         self._prune_lock = threading.Lock()
+        self._open_lock = threading.Lock()
+        self._vaults: dict[str, Repository] = {}
         self._prune_vaults: set[str] = set()
 
     def tasks(
@@ -258,20 +260,31 @@ class Runner:
             # A job without a schedule runs only when named (a restore is not a timer's business).
             tasks = [(job, acc) for job, acc in tasks if job.schedule]
         summary = RunSummary()
-        with ThreadPoolExecutor(max_workers=max(1, parallel), thread_name_prefix="mailvault-task") as pool:
-            futures = [pool.submit(self._task, job, acc, due_only) for job, acc in tasks]
-            summary.results = [f.result() for f in futures]
-        for vault_name in sorted(self._prune_vaults):
-            try:
-                with self._open(self.config.vaults[vault_name]) as repo:
-                    res = prune(repo, wait=PRUNE_WAIT)
-                summary.pruned[vault_name] = res.bytes_freed
-            except MailvaultError as exc:
-                summary.errors.append(f"prune of vault {vault_name}: {exc}")
+        try:
+            workers = max(1, parallel)
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mailvault-task") as pool:
+                futures = [pool.submit(self._task, job, acc, due_only) for job, acc in tasks]
+                summary.results = [f.result() for f in futures]
+            for vault_name in sorted(self._prune_vaults):
+                try:
+                    with self._open(self.config.vaults[vault_name]) as repo:
+                        res = prune(repo, wait=PRUNE_WAIT)
+                    summary.pruned[vault_name] = res.bytes_freed
+                except MailvaultError as exc:
+                    summary.errors.append(f"prune of vault {vault_name}: {exc}")
+        finally:
+            for repo in self._vaults.values():
+                repo.close()
+            self._vaults.clear()
         return summary
 
     def _open(self, v: VaultConfig) -> Repository:
-        return Repository.open(v.path, vault_password(v))
+        """A handle on vault ``v``: opened (and its key derived) once per run, a sibling per task."""
+        with self._open_lock:
+            base = self._vaults.get(v.name)
+            if base is None:
+                base = self._vaults[v.name] = Repository.open(v.path, vault_password(v))
+        return base.sibling()
 
     def _task(self, job: JobConfig, acc: AccountConfig, due_only: bool) -> TaskResult:
         started = datetime.now(UTC).astimezone()

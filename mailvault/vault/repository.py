@@ -149,6 +149,21 @@ class Repository:
         #: (kept for ``mailvault key add``; it is in memory anyway, inside the sealer).
         self.key_id: str | None = None
         self.master_key: bytes | None = None
+        self._owns_backend = True
+        #: Shared by the siblings of one open vault: work done once per process, not per handle.
+        self._shared: dict[str, Any] = {"lock": threading.Lock(), "writer_setup_done": False}
+
+    def sibling(self) -> Repository:
+        """Another handle on this open vault: the same backend and key, its own index-cache
+        connection and block cache. A runner's parallel tasks use siblings instead of opening
+        the vault per task (which costs a config read, the key files and a password-based key
+        derivation, ~0.1-1 s of CPU, each time). Closing a sibling leaves the backend open."""
+        twin = Repository(self.backend, self.config, self.sealer, self._cache_root)
+        twin.key_id, twin.master_key = self.key_id, self.master_key
+        twin._owns_backend = False
+        twin._dicts = self._dicts
+        twin._shared = self._shared
+        return twin
 
     @property
     def location(self) -> str:
@@ -286,7 +301,8 @@ class Repository:
         if self._cache is not None:
             self._cache.close()
             self._cache = None
-        self.backend.close()
+        if self._owns_backend:
+            self.backend.close()
 
     def __enter__(self) -> Repository:
         return self
@@ -539,10 +555,18 @@ class VaultWriter:
         self.stored_bytes = 0
         self.packs_written = 0
         self.index_ids: list[bytes] = []
-        self.recovered_packs = 0 if for_repack else self._recover_orphans()
-        cleanup = getattr(repo.backend, "cleanup_temp", None)
-        if cleanup is not None and not for_repack:
-            cleanup(3600.0)  # temp files of writers killed over an hour ago
+        self.recovered_packs = 0
+        if not for_repack:
+            # Once per open vault (siblings included): a runner over thousands of accounts must
+            # not list every pack of the vault per account.
+            with repo._shared["lock"]:
+                first = not repo._shared["writer_setup_done"]
+                repo._shared["writer_setup_done"] = True
+            if first:
+                self.recovered_packs = self._recover_orphans()
+                cleanup = getattr(repo.backend, "cleanup_temp", None)
+                if cleanup is not None:
+                    cleanup(3600.0)  # temp files of writers killed over an hour ago
         dicts = repo.dict_ids()
         self._dict_id: bytes | None = dicts[0] if dicts else None
         self._sampling = (
