@@ -17,6 +17,7 @@ a kept snapshot needs is ever deleted before its new home is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from mailvault.errors import FormatError, IntegrityError, VaultError
@@ -28,6 +29,8 @@ from mailvault.vault.repository import Repository
 
 #: Index files written by prune hold at most this many packs each.
 PACKS_PER_INDEX = 256
+#: ... and at most about this many blobs (an index file is decoded whole when read).
+BLOBS_PER_INDEX = 100_000
 
 
 @dataclass
@@ -74,15 +77,18 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
     # Single-instance parts live as long as a kept skeleton names them.
     needed |= repo.skeleton_parts(needed)
     result.needed_blobs = len(needed)
-    # The index as stored (not the cache): pack -> header with ids; first listing wins.
+    # The index as stored (not the cache), read as a stream, one index file at a time: a vault of
+    # millions of messages must not hold every pack header in memory (the packs kept whole are
+    # read again for step 3). A pack's first listing wins.
     old_index = [id_from_name(n) for n, _ in backend.list("index/")]
-    headers: dict[bytes, PackHeader] = {}
-    for index_id in old_index:
-        sealed = backend.get(index_name(index_id))
-        if sha256(sealed) != index_id:
-            raise IntegrityError(f"index file {index_id.hex()[:12]} is damaged; run 'mailvault check'")
-        for pack_id, header in decode_index_file(repo.sealer, sealed):
-            headers.setdefault(pack_id, header)
+
+    def index_packs() -> Iterator[tuple[bytes, PackHeader]]:
+        for index_id in old_index:
+            sealed = backend.get(index_name(index_id))
+            if sha256(sealed) != index_id:
+                raise IntegrityError(f"index file {index_id.hex()[:12]} is damaged; run 'mailvault check'")
+            yield from decode_index_file(repo.sealer, sealed)
+
     stored = {}
     for name, size in backend.list("data/"):
         try:
@@ -91,36 +97,46 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
             result.warnings.append(f"ignored unexpected object {name}")
     result.packs_total = len(stored)
     result.bytes_before = sum(stored.values())
-    # Decide per pack; a blob stored twice keeps its first copy only.
-    placed: set[bytes] = set()
-    keep: dict[bytes, PackHeader] = {}
+    # Decide per pack; a blob stored twice keeps its first copy only (``unplaced`` shrinks as
+    # blobs find their pack: what is left at the end is in no pack).
+    unplaced = needed
+    n_needed = len(needed)
+    listed: set[bytes] = set()
+    keep: set[bytes] = set()
     repack: dict[bytes, set[bytes]] = {}
-    drop: set[bytes] = set(stored) - set(headers)  # orphans: in no index
-    for pack_id, header in headers.items():
+    pack_blobs: dict[bytes, int] = {}
+    listed_blobs = 0
+    for pack_id, header in index_packs():
+        if pack_id in listed:
+            continue
+        listed.add(pack_id)
         if pack_id not in stored:
             result.warnings.append(f"index names missing pack {pack_id.hex()[:12]}; run 'mailvault check'")
             continue
-        used = {e.id for e in header.blobs if e.id in needed and e.id not in placed}
-        placed.update(used)
+        listed_blobs += len(header.blobs)
+        used = {e.id for e in header.blobs if e.id in unplaced}
+        unplaced -= used
         if not used:
-            drop.add(pack_id)
-        elif len(used) == len(header.blobs):
-            keep[pack_id] = header
+            continue
+        if len(used) == len(header.blobs):
+            keep.add(pack_id)
         else:
             repack[pack_id] = used
-    missing = needed - placed
-    if missing:
+            pack_blobs[pack_id] = len(header.blobs)
+    drop = set(stored) - keep - set(repack)  # unused, and orphans in no index
+    if unplaced:
         raise VaultError(
-            f"{len(missing)} blob(s) needed by snapshots are in no pack; refusing to prune a damaged vault "
+            f"{len(unplaced)} blob(s) needed by snapshots are in no pack; refusing to prune a damaged vault "
             "(run 'mailvault check')"
         )
+    del needed, unplaced
     result.packs_kept = len(keep)
     result.packs_repacked = len(repack)
     result.packs_deleted = len(drop)
-    result.blobs_removed = sum(len(h.blobs) for h in headers.values()) - len(needed)
+    result.blobs_removed = listed_blobs - n_needed
     if dry_run:
         result.bytes_after = sum(stored[p] for p in keep) + sum(
-            stored[p] * len(u) // max(1, len(headers[p].blobs)) for p, u in repack.items()
+            stored[p] * len(u) // max(1, pack_blobs[p]) for p, u in repack.items()
         )
         return result
     # 2. Repack.
@@ -140,12 +156,27 @@ def _prune_locked(repo: Repository, *, dry_run: bool, progress: Progress) -> Pru
             bar.update()
     writer.flush()
     new_index = set(writer.index_ids)
-    # 3. The index of the packs kept whole.
-    kept = list(keep.items())
-    for i in range(0, len(kept), PACKS_PER_INDEX):
-        index_id, sealed = encode_index_file(repo.sealer, kept[i : i + PACKS_PER_INDEX])
+    # 3. The index of the packs kept whole (their headers read again, a few at a time).
+    batch: list[tuple[bytes, PackHeader]] = []
+    batch_blobs = 0
+    emitted: set[bytes] = set()
+
+    def write_batch() -> None:
+        index_id, sealed = encode_index_file(repo.sealer, batch)
         backend.put(index_name(index_id), sealed)
         new_index.add(index_id)
+
+    for pack_id, header in index_packs():
+        if pack_id not in keep or pack_id in emitted:
+            continue
+        emitted.add(pack_id)
+        batch.append((pack_id, header))
+        batch_blobs += len(header.blobs)
+        if len(batch) >= PACKS_PER_INDEX or batch_blobs >= BLOBS_PER_INDEX:
+            write_batch()
+            batch, batch_blobs = [], 0
+    if batch:
+        write_batch()
     # 4. Delete the old index files, then the packs nothing needs.
     for index_id in old_index:
         if index_id not in new_index:
