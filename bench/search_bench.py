@@ -284,7 +284,10 @@ def bench_mailvault(
     stats = json.loads(cp.stdout)
     ds.msgs_per_s = stats["messages_indexed"] / wall
     res = ToolResult(
-        "mailvault", wall, stats["index_bytes"], note=f"load {load} at start; import {wall_import:.0f}s"
+        "mailvault",
+        wall,
+        index_bytes=stats["index_bytes"],
+        note=f"load {load} at start; import {wall_import:.0f}s",
     )
     res.index_cpu = _LAST_CPU[0]
     queries = [q.format(**terms) for q, _, _ in QUERIES]
@@ -321,7 +324,7 @@ def bench_mu(ds: DataSet, maildir: Path, top: Path, terms: dict[str, str], args:
     res = ToolResult(
         "mu " + tool_version(["mu", "--version"]).split("version")[-1].strip(),
         wall,
-        _du(home),
+        index_bytes=_du(home),
         note=f"load {load}",
     )
     res.index_cpu = _LAST_CPU[0]
@@ -356,7 +359,10 @@ def bench_notmuch(
     load = loadavg()
     wall, _ = _timed(["notmuch", "new", "--quiet"], env, args.timeout)
     res = ToolResult(
-        tool_version(["notmuch", "--version"]), wall, _du(maildir / ".notmuch"), note=f"load {load}"
+        tool_version(["notmuch", "--version"]),
+        wall,
+        index_bytes=_du(maildir / ".notmuch"),
+        note=f"load {load}",
     )
     res.index_cpu = _LAST_CPU[0]
 

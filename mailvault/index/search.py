@@ -127,8 +127,10 @@ _ALL = (
     "snapshots s JOIN snapfolders sf ON sf.snap = s.id JOIN members m ON m.manifest = sf.manifest "
     "JOIN msgs g ON g.id = m.msg"
 )
-#: A full-text match of at least this many messages is not read whole for a page of hits:
-#: the messages are walked newest first along the date index and each is checked instead.
+#: Choosing the plan for a page of hits: the messages are walked newest first along the date
+#: index (each checked against the query) when the words match at least this many messages and
+#: at least 1/50 of the index (1/5 when other conditions narrow further) — then a page is found
+#: within a few thousand rows; otherwise reading every full-text match is cheaper.
 DRIVE_MAX = 2000
 
 
@@ -153,7 +155,10 @@ def _statement(
     driver, rest = split_driver(q.root)
     where = [scope_sql]
     params: list[object] = []
-    by_date = page and not group and (driver is None or _at_least(db, driver, DRIVE_MAX))
+    by_date = page and not group
+    if by_date and driver is not None:
+        total = int(db.execute("SELECT COALESCE(MAX(id), 0) FROM msgs").fetchone()[0])
+        by_date = _at_least(db, driver, max(DRIVE_MAX, total // (50 if rest is None else 5)))
     if by_date:
         source = _BY_DATE
         params.extend(scope_params)
