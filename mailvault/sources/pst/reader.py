@@ -338,14 +338,46 @@ class PstFile:
         return MapiAttachment(ap, data=bytes(data))
 
 
+#: Names of the special folders directly below the IPM subtree, used only where entry ids do not
+#: resolve (OST files): English and a few common localisations of Outlook's default folders.
 _NAME_SPECIAL = {
     "inbox": "inbox",
+    "posteingang": "inbox",
+    "boîte de réception": "inbox",
+    "bandeja de entrada": "inbox",
+    "posta in arrivo": "inbox",
+    "postvak in": "inbox",
+    "受信トレイ": "inbox",
     "sent items": "\\Sent",
     "sent": "\\Sent",
+    "gesendete elemente": "\\Sent",
+    "éléments envoyés": "\\Sent",
+    "elementos enviados": "\\Sent",
+    "posta inviata": "\\Sent",
+    "verzonden items": "\\Sent",
+    "送信済みアイテム": "\\Sent",
     "drafts": "\\Drafts",
+    "entwürfe": "\\Drafts",
+    "brouillons": "\\Drafts",
+    "borradores": "\\Drafts",
+    "bozze": "\\Drafts",
+    "concepten": "\\Drafts",
+    "下書き": "\\Drafts",
     "deleted items": "\\Trash",
+    "gelöschte elemente": "\\Trash",
+    "éléments supprimés": "\\Trash",
+    "elementos eliminados": "\\Trash",
+    "posta eliminata": "\\Trash",
+    "verwijderde items": "\\Trash",
+    "削除済みアイテム": "\\Trash",
     "junk e-mail": "\\Junk",
     "junk email": "\\Junk",
+    "junk-e-mail": "\\Junk",
+    "courrier indésirable": "\\Junk",
+    "correo no deseado": "\\Junk",
+    "posta indesiderata": "\\Junk",
+    "ongewenste e-mail": "\\Junk",
+    "迷惑メール": "\\Junk",
 }
 
 
