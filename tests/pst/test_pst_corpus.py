@@ -10,6 +10,7 @@ import email
 import email.policy
 import json
 import os
+import shutil
 from collections import Counter
 from email.message import EmailMessage
 from pathlib import Path
@@ -207,7 +208,7 @@ def test_pst_libpff_cannot_open_is_refused_and_stores_nothing(vault: Path, _env:
     before = sorted(p.relative_to(vault) for p in vault.rglob("*"))
     from tests.common import mv
 
-    for fmt in ("auto", "pst", "mbox", "eml", "thunderbird"):
+    for fmt in ("auto", "pst", "mbox", "eml", "thunderbird", "maildir", "applemail", "takeout"):
         proc = mv("import", vault, pst, "--account", "x", "--format", fmt, code=2)
         assert proc.stdout == ""
         lines = proc.stderr.strip().splitlines()
@@ -215,3 +216,23 @@ def test_pst_libpff_cannot_open_is_refused_and_stores_nothing(vault: Path, _env:
         assert "PST" in lines[0]
     assert sorted(p.relative_to(vault) for p in vault.rglob("*")) == before
     assert mvj("snapshots", vault) == []
+
+
+def test_a_pst_inside_a_tree_is_never_stored_as_a_message(vault: Path, tmp_path: Path, _env: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "Archive").mkdir(parents=True)
+    shutil.copyfile(
+        Path(CORPUS or "") / "pst/pstsdk/sample1.pst", tree / "Archive" / "Outlook"
+    )  # no extension
+    shutil.copyfile(Path(CORPUS or "") / "pst/pstsdk/sample1.pst", tree / "backup.pst")
+    (tree / "Inbox").write_bytes(b"From a@example.org Mon Jan  1 00:00:00 2001\nSubject: hi\n\nbody\n")
+    for i, fmt in enumerate(("auto", "mbox", "eml", "thunderbird")):
+        result = invoke("import", vault, tree, "--account", f"t{i}", "--format", fmt, code=None)
+        assert result.exit_code in (0, 1, 2), result.stderr
+        if result.exit_code == 2:
+            assert "PST" in result.stderr, result.stderr
+            continue
+        export = tmp_path / f"export-{i}"
+        invoke("export", vault, "latest", export, "--account", f"t{i}", "--format", "eml")
+        stored = [p.read_bytes() for p in export.rglob("*.eml")]
+        assert stored and not any(raw.startswith(b"!BDN") for raw in stored), fmt
