@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import os
 import poplib
 import socket
 import ssl
@@ -36,6 +37,20 @@ if TYPE_CHECKING:
 
 DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 DEFAULT_TIMEOUT = 60.0
+#: The largest literal (one message body) accepted from a server. A bigger announcement is refused
+#: before any memory is set aside for it: a hostile or broken server cannot make us allocate 10**12 bytes.
+MAX_LITERAL = 2 << 30
+
+
+def default_timeout() -> float:
+    """Seconds a connection may stay silent: ``MAILVAULT_TIMEOUT`` or 60."""
+    value = os.environ.get("MAILVAULT_TIMEOUT", "")
+    try:
+        return float(value) if value else DEFAULT_TIMEOUT
+    except ValueError:
+        raise ConfigError(f"MAILVAULT_TIMEOUT must be a number of seconds, not {value!r}") from None
+
+
 #: poplib refuses lines longer than 2048 bytes; real mail has longer ones.
 POP3_MAX_LINE = 16 << 20
 
@@ -206,10 +221,28 @@ def _text(value: object) -> str:
 # -- IMAP --------------------------------------------------------------------------------------
 
 
+def _guard_literals(client: imapclient.IMAPClient, ep: Endpoint) -> None:
+    """Refuse literals over :data:`MAX_LITERAL` before imaplib reads (and allocates) them."""
+    imap = client._imap
+    read = imap.read
+
+    def guarded(size: int) -> bytes:
+        if size > MAX_LITERAL:
+            raise ProtocolError(
+                f"{_where(ep)} announced a literal of {size:,} bytes, more than any message may have "
+                f"({MAX_LITERAL >> 20} MiB); refusing it"
+            )
+        data: bytes = read(size)
+        return data
+
+    imap.read = guarded
+
+
 def connect_imap(
-    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float = DEFAULT_TIMEOUT
+    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float | None = None
 ) -> imapclient.IMAPClient:
     """Open, secure and log in an IMAP connection, or raise a RemoteError."""
+    timeout = default_timeout() if timeout is None else timeout
     try:
         client = imapclient.IMAPClient(
             ep.host,
@@ -222,6 +255,7 @@ def connect_imap(
         raise map_network_error(ep, exc) from None
     except IMAPClientError as exc:
         raise ProtocolError(f"{_where(ep)}: {exc}") from None
+    _guard_literals(client, ep)
     try:
         if not ep.implicit_tls:
             if client.has_capability("STARTTLS"):
@@ -306,9 +340,10 @@ def logout_quietly(client: imapclient.IMAPClient) -> None:
 
 
 def connect_pop3(
-    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float = DEFAULT_TIMEOUT
+    ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float | None = None
 ) -> poplib.POP3:
     """Open, secure and log in a POP3 connection, or raise a RemoteError."""
+    timeout = default_timeout() if timeout is None else timeout
     poplib._MAXLINE = max(poplib._MAXLINE, POP3_MAX_LINE)  # type: ignore[attr-defined]
     conn: poplib.POP3
     try:
