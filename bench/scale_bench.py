@@ -277,7 +277,7 @@ def bench_accounts(args: argparse.Namespace, top: Path, server: Any) -> int:
     report = report_head(load_before=loadavg())
     report.update(accounts=args.accounts, messages_per_account=args.messages, jobs=args.jobs, s3=bool(s3))
     runs = []
-    for label in ("fresh", "no-op", "no-op again"):
+    for label in ("fresh", *(["no-op"] * args.noop_runs)):
         before = s3.snapshot() if s3 else Counter()
         m = measure(
             [*mv, "run", "--config", str(cfg), "--jobs", str(args.jobs), "--quiet", "--json"],
@@ -453,6 +453,7 @@ def main() -> int:
     a.add_argument("--size", type=int, default=1500, help="bytes per message (about)")
     a.add_argument("--jobs", type=int, default=8)
     a.add_argument("--s3", action="store_true", help="vault on a local moto S3 server; count requests")
+    a.add_argument("--noop-runs", type=int, default=2, help="runs with nothing new after the fresh one")
     a.add_argument("--profile", type=Path, help="also profile one more no-op run (cProfile output file)")
     v = sub.add_parser("vault", help="a vault of N messages: import, check, forget, prune")
     v.add_argument("--messages", type=int, default=1_000_000)
