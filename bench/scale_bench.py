@@ -306,6 +306,9 @@ def bench_accounts(args: argparse.Namespace, top: Path, server: Any) -> int:
             row["s3_per_account"] = {k: round(v / args.accounts, 2) for k, v in diff.items()}
         if m.rc not in (0, 1):
             row["stderr"] = m.stderr[-800:]
+            failed = [r for r in out.get("results", []) if r.get("status") == "failed"]
+            if failed:
+                row["first_failure"] = failed[0].get("message", "")[:400]
         runs.append(row)
         log(f"{label}: {row}")
     if args.profile:
