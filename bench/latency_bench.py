@@ -231,6 +231,8 @@ class Mailvault:
 
     def restore_gmail(self) -> Any:
         # gsrc (the Gmail subset) is backed up untimed first.
+        if not self.vault.exists():
+            init_vault(self.mv, self.vault, env=self.env, cwd=self.ctx.top, timeout=self.ctx.args.timeout)
         self.backup("gsrc", self.ctx.gmail_corpus.messages)
         return self._restore(
             "gsrc", gmail=True, expected=self.ctx.gmail_expected, n=self.ctx.gmail_corpus.messages

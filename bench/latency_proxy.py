@@ -15,7 +15,7 @@ second message in one APPEND (MULTIAPPEND).
 
 :class:`ProxyStats` counts, per proxy: connections, client commands, bytes each way, and client
 *turns*: bursts of client data separated by at least ``turn_gap`` seconds of client silence
-(default: the one-way delay). A client that waits for an answer before each command shows one
+(default: 0.8 RTT; a client waiting for an answer is silent for a whole RTT). A client that waits for an answer before each command shows one
 turn per command; a pipelining client shows a turn only where it really waits. The counts are
 what the round-trip test in ``tests/restore/test_pipeline.py`` asserts on.
 
@@ -166,7 +166,7 @@ class LatencyProxy:
         self.delay = rtt_ms / 2000.0
         self.rate = bandwidth_mbit * 1e6 / 8 if bandwidth_mbit else None  # bytes per second
         self.gmail = gmail
-        self.turn_gap = turn_gap if turn_gap is not None else max(self.delay, 0.005)
+        self.turn_gap = turn_gap if turn_gap is not None else max(1.6 * self.delay, 0.005)
         self.host = host
         self.stats = ProxyStats()
         self.port = 0

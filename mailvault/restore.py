@@ -53,6 +53,7 @@ from mailvault.targets.imap import (
     SelectedState,
     TargetFolder,
 )
+from mailvault.targets.pipeline import AppendPipeline, Done
 from mailvault.vault.index import default_cache_root
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import ManifestEntry, Snapshot, SnapshotFolder
@@ -181,6 +182,16 @@ def restore(
 class _Work:
     entry: ManifestEntry
     seq: int
+
+
+@dataclass
+class _Check:
+    """What the verification FETCH compares for one uploaded message."""
+
+    uid: int
+    blob: str
+    size: int
+    date: datetime | None
 
 
 class _Restore:
@@ -441,8 +452,7 @@ class _Restore:
             existing.load(self.journal.done_uids(self.key, p.target_raw, state.uidvalidity))
         skipped_rows: list[tuple[str, int, int | None]] = []
         dropped: set[str] = set()
-        batch: list[tuple[_Work, AppendItem]] = []
-        batch_bytes = 0
+        uploader = _Uploader(self, p, state)
         with self.progress.bar(p.target[:30], total=len(work)) as bar:
             for i, w in enumerate(work):
                 bar.update()
@@ -480,20 +490,9 @@ class _Restore:
                     continue
                 flags = [f for f in w.entry.flags if state.allows(f)]
                 dropped.update(f for f in w.entry.flags if not state.allows(f) and f.lower() != "\\recent")
-                item = AppendItem(raw, flags, _date(w.entry, raw))
-                if batch and (
-                    batch_bytes + len(raw) > self.options.batch_bytes
-                    or len(batch) >= self.options.batch_count
-                ):
-                    if not self._flush_counted(p, state, batch, len(work) - i):
-                        if skipped_rows:
-                            self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
-                        return
-                    batch, batch_bytes = [], 0
-                batch.append((w, item))
-                batch_bytes += len(raw)
-            if batch:
-                self._flush_counted(p, state, batch, 0)
+                if not uploader.add(w, AppendItem(raw, flags, _date(w.entry, raw)), len(work) - i):
+                    break
+            uploader.finish()
         if skipped_rows:
             self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
         if dropped:
@@ -583,6 +582,7 @@ class _Restore:
         state: SelectedState,
         batch: list[tuple[_Work, AppendItem]],
         uids: list[int | None],
+        verify_later: list[_Check] | None = None,
     ) -> None:
         rows = [(w.entry.blob, w.seq, uid) for (w, _), uid in zip(batch, uids, strict=True)]
         self.journal.record(self.key, p.target_raw, state.uidvalidity, rows)
@@ -593,11 +593,20 @@ class _Restore:
         if self.target.gmail:
             for (w, _), uid in zip(batch, uids, strict=True):
                 self.journal.record_gmail_copy(self.key, w.entry.blob, p.target_raw, state.uidvalidity, uid)
-        if self.options.verify:
-            self._verify(p, batch, uids)
+        checks = [
+            _Check(uid, w.entry.blob, len(item.raw), item.date)
+            for (w, item), uid in zip(batch, uids, strict=True)
+            if uid is not None
+        ]
+        if verify_later is not None:
+            verify_later.extend(checks)
+        elif self.options.verify:
+            self._verify(p, checks)
 
-    def _verify(self, p: FolderPlan, batch: list[tuple[_Work, AppendItem]], uids: list[int | None]) -> None:
-        known = {uid: (w, item) for (w, item), uid in zip(batch, uids, strict=True) if uid is not None}
+    def _verify(self, p: FolderPlan, checks: list[_Check]) -> None:
+        """Size and INTERNALDATE of uploaded messages as the server stored them: one FETCH for
+        all of them (a folder's worth at a time)."""
+        known = {c.uid: c for c in checks}
         if not known:
             return
         try:
@@ -605,21 +614,17 @@ class _Restore:
         except (Rejected, ProtocolError):
             return
         for uid, (size, date) in got.items():
-            w, item = known[uid]
-            if size != len(item.raw):
+            c = known[uid]
+            if size != c.size:
                 self.result.warnings.append(
-                    f"{p.target} UID {uid}: the server stored {size} bytes of a {len(item.raw)}-byte message "
-                    f"(blob {w.entry.blob[:12]}); it altered the message"
+                    f"{p.target} UID {uid}: the server stored {size} bytes of a {c.size}-byte message "
+                    f"(blob {c.blob[:12]}); it altered the message"
                 )
             # INTERNALDATE has whole seconds; a snapshot date may carry microseconds (file mtimes).
-            if (
-                item.date is not None
-                and isinstance(date, datetime)
-                and date != item.date.replace(microsecond=0)
-            ):
+            if c.date is not None and isinstance(date, datetime) and date != c.date.replace(microsecond=0):
                 self.result.warnings.append(
                     f"{p.target} UID {uid}: the server set INTERNALDATE {date.isoformat()} "
-                    f"instead of {item.date.isoformat()}"
+                    f"instead of {c.date.isoformat()}"
                 )
 
     # -- Gmail --------------------------------------------------------------------------
@@ -695,6 +700,72 @@ class _Restore:
                 home = next((p for p in plans if p.target_raw == folder), None)
                 if home is not None:
                     home.labelled += len(items)
+
+
+class _Uploader:
+    """One folder's uploads: pipelined APPENDs (:class:`AppendPipeline`), journalled in groups and
+    verified with one FETCH at the end; a folder name that cannot be pipelined (not ASCII) goes
+    the classic way, in batches."""
+
+    def __init__(self, r: _Restore, p: FolderPlan, state: SelectedState) -> None:
+        self.r, self.p, self.state = r, p, state
+        self.checks: list[_Check] = []
+        self.batch: list[tuple[_Work, AppendItem]] = []
+        self.batch_bytes = 0
+        self.pipe: AppendPipeline | None = None
+        if AppendPipeline.usable(p.target_raw):
+            self.pipe = AppendPipeline(
+                r.target,
+                p.target_raw,
+                on_done=self._done,
+                on_refused=self._refused,
+                group_count=r.options.batch_count,
+                group_bytes=r.options.batch_bytes,
+            )
+
+    def add(self, w: _Work, item: AppendItem, left: int) -> bool:
+        """Queue one message (``left``: it and the messages after it); False = stop (the daily
+        budget is spent: those are counted as pending)."""
+        if self.pipe is not None:
+            if not self.r._budget_left(len(item.raw)):
+                self.p.pending += left
+                return False
+            self.pipe.submit(w, item)
+            return True
+        opts = self.r.options
+        full = self.batch_bytes + len(item.raw) > opts.batch_bytes or len(self.batch) >= opts.batch_count
+        if self.batch and full:
+            batch, self.batch, self.batch_bytes = self.batch, [], 0
+            if not self.r._flush_counted(self.p, self.state, batch, left):
+                return False
+        self.batch.append((w, item))
+        self.batch_bytes += len(item.raw)
+        return True
+
+    def finish(self) -> None:
+        if self.pipe is None:
+            if self.batch:
+                self.r._flush_counted(self.p, self.state, self.batch, 0)
+            return
+        self.pipe.finish()
+        if self.r.options.verify:
+            self.r._verify(self.p, self.checks)
+
+    def _done(self, done: list[Done]) -> None:
+        try:
+            self.r._uploaded(
+                self.p, self.state, [(d.key, d.item) for d in done], [d.uid for d in done], self.checks
+            )
+        finally:
+            self.r._release(sum(len(d.item.raw) for d in done))
+
+    def _refused(self, w: _Work, item: AppendItem, answer: str) -> None:
+        self.r._release(len(item.raw))
+        self.p.failed += 1
+        self.r.result.failures.append(
+            f"{self.p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
+            f"refused by the server: {answer}"
+        )
 
 
 class _Existing:

@@ -198,6 +198,26 @@ class ImapTarget(ImapConnection):
         hits = [int(u) for u, d in sizes.items() if int(d.get(b"RFC822.SIZE", -1)) == len(raw)]
         return max(hits) if hits else None
 
+    def locate(self, raws: Sequence[bytes]) -> list[int | None]:
+        """Like :meth:`find` for several messages: the UID of each one already in the selected
+        folder, or None. Beyond a few messages, one FETCH of every (Message-ID, size) in the
+        folder replaces a SEARCH per message; a UID is handed out once."""
+        if len(raws) <= 4:
+            return [self.find(raw) for raw in raws]
+        by_key: dict[tuple[str, int], list[int]] = {}
+        for uid, mid, size in sorted(self.existing_keys()):
+            if mid:
+                by_key.setdefault((mid, size), []).append(uid)
+        out: list[int | None] = []
+        for raw in raws:
+            mid = message_id(header_block(raw))
+            if not mid:
+                out.append(self.find(raw))
+                continue
+            uids = by_key.get((mid, len(raw)))
+            out.append(uids.pop() if uids else None)
+        return out
+
     # -- appending ----------------------------------------------------------------------
     def append_batch(self, folder_raw: str, items: Sequence[AppendItem]) -> list[int | None]:
         """APPEND items (one MULTIAPPEND when advertised); return the new UIDs (None if unknown).
