@@ -31,6 +31,7 @@ import contextlib
 import re
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -103,10 +104,13 @@ class ProxyStats:
     bytes_up: int = 0
     bytes_down: int = 0
     literal_violations: list[str] = field(default_factory=list)
+    #: Commands by verb (``UID`` for UID FETCH and the like); plain connections only (not TLS).
+    verbs: Counter[str] = field(default_factory=Counter)
 
     def reset(self) -> None:
         self.connections = self.commands = self.client_turns = self.bytes_up = self.bytes_down = 0
         self.literal_violations.clear()
+        self.verbs.clear()
 
 
 class _ClientSide:
@@ -135,6 +139,8 @@ class _ClientSide:
             parts = line.split(b" ", 2)
             self.append_literals = 0
             self.is_append = len(parts) > 1 and parts[1].upper() == b"APPEND"
+            if len(parts) > 1:
+                st.verbs[parts[1].rstrip(b"\r\n").upper().decode("ascii", "replace")] += 1
         m = _LITERAL_AT_END.search(line)
         self.continuing = m is not None
         if m and self.proxy.gmail and self.is_append:

@@ -284,7 +284,8 @@ def render_table(report: dict[str, Any]) -> str:
         f"mailvault restore benchmark over IMAPS, {report['date']}",
         f"{host_line(h)}; load average (1 min) at start / "
         f"end: {h['loadavg_start'][0]:.2f} / {h['loadavg_end'][0]:.2f}",
-        f"server: {report['versions']['dovecot']} on loopback; {report['versions']['mailvault']} "
+        f"server: {report['versions']['dovecot']} on loopback, mail_fsync = {report['server_fsync']}; "
+        f"{report['versions']['mailvault']} "
         f"({report['versions']['mailvault_tree']}); {report['versions']['mbsync']}",
         f"corpus A: {c['path']}: {c['messages']:,} messages in {c['folders']} folders, "
         f"{c['raw_bytes'] / 1e6:.1f} MB on disk",
@@ -363,6 +364,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="mbsync's global FSync setting: yes (mbsync's own default; the ratio's reference), no, "
         "or both (default: two pushes per run, each into its own empty account)",
     )
+    ap.add_argument(
+        "--server-fsync",
+        choices=("never", "optimized", "always"),
+        default="never",
+        help="Dovecot's mail_fsync (default: never, the tests' setting; optimized is Dovecot's own default)",
+    )
     add_json_arg(ap)
     add_tempdir_args(ap, temp="temp dir", keep="keep the temp dir (vault, Maildirs, Dovecot logs)")
     args = ap.parse_args(argv)
@@ -415,6 +422,7 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
     if mv is None:
         raise BenchError("the mailvault CLI is needed to fill the vault (pip install -e .)")
 
+    server.mail_fsync = args.server_fsync
     seed_s = seed_dovecot(server, SRC_USER, corpus)
     expected = folder_counts(server, SRC_USER)
     want = {name: len(files) for name, files in folders}
@@ -478,6 +486,7 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
         "corpus": corpus.as_dict(),
         "runs": args.runs,
         "mbsync_fsync": args.mbsync_fsync,
+        "server_fsync": args.server_fsync,
         "workdir": {"path": str(top), "fstype": _fstype(top)},
         "rss_method": rss_method(),
         "backup": {

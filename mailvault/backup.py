@@ -36,10 +36,11 @@ from mailvault.errors import (
     RemoteError,
 )
 from mailvault.model import FolderInfo, SourceMessage, header_block, message_id
+from mailvault.net.imap import AUTO, connection_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap, connect_pop3
 from mailvault.prefetch import prefetch
 from mailvault.progress import QUIET, Bar, Progress
-from mailvault.sources.imap import Fetched, FetchFailure, ImapSource, MessageMeta, RemoteFolder
+from mailvault.sources.imap import Fetched, FetchFailure, FolderState, ImapSource, MessageMeta, RemoteFolder
 from mailvault.sources.local import header_date
 from mailvault.sources.pop3 import Pop3Entry, Pop3Source
 from mailvault.vault.repository import Repository, VaultWriter, new_snapshot
@@ -56,7 +57,8 @@ class BackupOptions:
     exclude_folders: Sequence[str] = ()
     delete_after_days: int | None = None
     batch_bytes: int = 4 << 20
-    #: IMAP: folders backed up over this many parallel connections.
+    #: IMAP: folders backed up over this many parallel connections (``AUTO``, 0: one per folder
+    #: with changes, at most 4; Gmail at most 15).
     connections: int = 1
 
 
@@ -223,7 +225,7 @@ class _ImapBackup(_Base):
                         self.gm_known.setdefault(e.gm_msgid, (e.blob, e.size))
         with self.repo.lock():
             writer = self.repo.writer()
-            n = min(self.options.connections, len(remote)) if self._open_source else 1
+            n = self._connections(remote) if self._open_source else 1
             if n <= 1:
                 folders = [self._folder(writer, rf) for rf in remote]
             else:
@@ -233,6 +235,22 @@ class _ImapBackup(_Base):
             self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
             self._commit(writer, folders)  # the snapshot's summary carries these counts
         return self.result
+
+    def _connections(self, remote: list[RemoteFolder]) -> int:
+        """Connections for this run: folders LIST-STATUS shows unchanged need none."""
+        if self.options.connections != AUTO:
+            return min(self.options.connections, len(remote))
+        src = self.source
+        busy = [
+            rf
+            for rf in remote
+            if not (
+                src.condstore
+                and rf.listed
+                and self._unchanged(self._prev_folder(rf.info.name_raw), rf.listed)
+            )
+        ]
+        return min(connection_count(AUTO, len(busy), gmail=src.gmail), max(len(busy), 1))
 
     def _parallel(self, writer: VaultWriter, remote: list[RemoteFolder], n: int) -> list[SnapshotFolder]:
         """Folders spread over n connections; the snapshot lists them in the usual order."""
@@ -265,7 +283,10 @@ class _ImapBackup(_Base):
     def _folder(self, writer: VaultWriter, rf: RemoteFolder) -> SnapshotFolder:
         src = self.source
         raw_name = rf.info.name_raw
-        state = src.examine(raw_name)
+        pf = self._prev_folder(raw_name)
+        # LIST-STATUS already told this folder's state: an unchanged folder needs no EXAMINE.
+        listed = rf.listed if src.condstore else None
+        state = listed if listed is not None and self._unchanged(pf, listed) else src.examine(raw_name)
         info = FolderInfo(
             rf.info.name,
             raw_name,
@@ -275,17 +296,8 @@ class _ImapBackup(_Base):
             state.uidnext,
             state.highestmodseq,
         )
-        pf = self._prev_folder(raw_name)
         same = pf is not None and pf.uidvalidity is not None and pf.uidvalidity == state.uidvalidity
-        if (
-            same
-            and pf is not None
-            and state.highestmodseq is not None
-            and pf.highestmodseq == state.highestmodseq
-            and pf.uidnext == state.uidnext
-            and pf.messages == state.exists
-            and self.repo.has_blob(bytes.fromhex(pf.manifest))
-        ):
+        if pf is not None and self._unchanged(pf, state):
             self.result.folders_unchanged += 1
             return SnapshotFolder.build(info, pf.manifest, pf.messages, pf.bytes)
         known: dict[int, ManifestEntry] = {}
@@ -304,6 +316,20 @@ class _ImapBackup(_Base):
         with self._writer_lock:
             manifest = writer.add_manifest(rows)
         return SnapshotFolder.build(info, manifest, rows.count, rows.bytes)
+
+    def _unchanged(self, pf: SnapshotFolder | None, state: FolderState) -> bool:
+        """Whether a folder is as the previous snapshot has it (same UIDVALIDITY, UIDNEXT, message
+        count and HIGHESTMODSEQ: nothing added, expunged or re-flagged), its manifest still there."""
+        return (
+            pf is not None
+            and pf.uidvalidity is not None
+            and pf.uidvalidity == state.uidvalidity
+            and state.highestmodseq is not None
+            and pf.highestmodseq == state.highestmodseq
+            and pf.uidnext == state.uidnext
+            and pf.messages == state.exists
+            and self.repo.has_blob(bytes.fromhex(pf.manifest))
+        )
 
     def _chunk(
         self,

@@ -41,6 +41,7 @@ from mailvault.errors import (
 )
 from mailvault.model import header_block, message_id
 from mailvault.net import mutf7
+from mailvault.net.imap import connection_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
 from mailvault.restore_journal import Journal
@@ -82,7 +83,8 @@ class RestoreOptions:
     batch_bytes: int = 4 << 20
     batch_count: int = 200
     verify: bool = True
-    #: Parallel IMAP connections (folders are spread over them).
+    #: Parallel IMAP connections (folders are spread over them); None: 1; AUTO (0): one per
+    #: folder up to AUTO_CONNECTIONS, never more than the provider allows (Gmail: 15).
     connections: int | None = None
     #: Only these messages (``restore --search``): folder -> {(str(uid), blob hex)}.
     selection: Mapping[str, set[tuple[str, str]]] | None = None
@@ -236,9 +238,10 @@ class _Restore:
         t: ImapTarget | None = getattr(self._local, "target", None)
         return t if t is not None else self._main_target
 
-    def _connections(self) -> int:
-        n = self.options.connections or 1
-        return max(1, n) if self._connect is not None else 1
+    def _connections(self, folders: int) -> int:
+        if self._connect is None or self.options.connections is None:
+            return 1
+        return connection_count(self.options.connections, folders, gmail=self._main_target.gmail)
 
     # -- planning -----------------------------------------------------------------------
     def _selected_folders(self) -> list[SnapshotFolder]:
@@ -350,7 +353,7 @@ class _Restore:
         return r
 
     def _restore_folders(self, plans: list[FolderPlan], folders: dict[str, SnapshotFolder]) -> None:
-        n = min(self._connections(), len(plans))
+        n = min(self._connections(len(plans)), len(plans))
         if n <= 1:
             for p in plans:
                 if self.result.budget_exhausted or self._over_quota:

@@ -55,8 +55,13 @@ def backup(
         typer.Option("--delete-after-days", help="POP3: delete messages older than N days once backed up."),
     ] = None,
     connections: Annotated[
-        int, typer.Option("--connections", help="IMAP: back up folders over N parallel connections.")
-    ] = 1,
+        str,
+        typer.Option(
+            "--connections",
+            help="IMAP: folders over parallel connections: auto (one per changed folder, at most 4) or N; "
+            "capped at the provider's limit (Gmail 15).",
+        ),
+    ] = "auto",
     vault_password_file: VaultPasswordFile = None,
     vault_password_command: VaultPasswordCommand = None,
     quiet: Quiet = False,
@@ -80,7 +85,7 @@ def backup(
             folders=folder or (),
             exclude_folders=exclude_folder or (),
             delete_after_days=delete_after_days,
-            connections=max(1, _limits(endpoint, None, connections)[1] or 1),
+            connections=_backup_connections(_connections_for(endpoint, connections)),
         )
         with _open(vault, vault_password_file, vault_password_command) as repo:
             _bind_vault(repo, creds)
@@ -131,8 +136,13 @@ def restore(
         typer.Option("--max-upload-mb-per-day", help="Stop (resumable) after this much; Gmail default 500."),
     ] = None,
     connections: Annotated[
-        int | None, typer.Option("--connections", help="Parallel IMAP connections (default 1; Gmail 4).")
-    ] = None,
+        str,
+        typer.Option(
+            "--connections",
+            help="Parallel IMAP connections: auto (one per folder, at most 4) or N; capped at the "
+            "provider's limit (Gmail 15).",
+        ),
+    ] = "auto",
     password_env: ServerPasswordEnv = None,
     password_command: ServerPasswordCommand = None,
     oauth2_token_command: OAuth2Command = None,
@@ -161,8 +171,8 @@ def restore(
             maps=parse_map(map_ or []),
             into=into,
             dry_run=dry_run,
-            max_upload_mb_per_day=_limits(endpoint, max_upload_mb_per_day, connections)[0],
-            connections=_limits(endpoint, max_upload_mb_per_day, connections)[1],
+            max_upload_mb_per_day=_limits(endpoint, max_upload_mb_per_day, None)[0],
+            connections=_connections_for(endpoint, connections),
         )
         if search is not None:
             from mailvault.index import parse_query
@@ -240,8 +250,9 @@ def migrate(
     allow_plaintext: AllowPlaintext = False,
     max_upload_mb_per_day: Annotated[int | None, typer.Option("--max-upload-mb-per-day")] = None,
     connections: Annotated[
-        int | None, typer.Option("--connections", help="Parallel target connections.")
-    ] = None,
+        str,
+        typer.Option("--connections", help="Parallel target connections: auto (at most 4) or N."),
+    ] = "auto",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Back up, then only print the restore plan.")
     ] = False,
@@ -299,8 +310,8 @@ def migrate(
                 folders=folder or (),
                 maps=parse_map(map_ or []),
                 dry_run=dry_run,
-                max_upload_mb_per_day=_limits(dst_ep, max_upload_mb_per_day, connections)[0],
-                connections=_limits(dst_ep, max_upload_mb_per_day, connections)[1],
+                max_upload_mb_per_day=_limits(dst_ep, max_upload_mb_per_day, None)[0],
+                connections=_connections_for(dst_ep, connections),
             )
             r = run_restore(repo, dst_ep, dst_creds, tls, options, progress=_progress(quiet, as_json))
             return location, b, r
@@ -333,3 +344,18 @@ def _default_migrate_vault() -> str:
     import platformdirs
 
     return str(Path(platformdirs.user_data_dir("mailvault")) / "migrate-vault")
+
+
+def _backup_connections(n: int | None) -> int:
+    return 1 if n is None else n
+
+
+def _connections_for(endpoint: Any, value: str) -> int | None:
+    """``--connections auto|N`` within a ``PROVIDER:ADDRESS`` preset's connection limit."""
+    from mailvault.net.imap import AUTO, AUTO_CONNECTIONS, parse_connections
+
+    n = parse_connections(value)
+    if n == AUTO:
+        cap = _limits(endpoint, None, AUTO_CONNECTIONS)[1]
+        return AUTO if cap is None or cap >= AUTO_CONNECTIONS else cap
+    return _limits(endpoint, None, n)[1]

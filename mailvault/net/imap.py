@@ -14,12 +14,12 @@ from typing import Any, TypeVar
 
 import imapclient
 from imapclient.datetime_util import datetime_to_INTERNALDATE
-from imapclient.exceptions import IMAPClientAbortError
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
-from imapclient.response_parser import parse_fetch_response
+from imapclient.response_parser import parse_fetch_response, parse_response
 from imapclient.util import to_bytes
 
-from mailvault.errors import ConnectError, ProtocolError
+from mailvault.errors import ConfigError, ConnectError, ProtocolError
 from mailvault.net import mutf7
 from mailvault.net.session import logout_quietly
 
@@ -97,6 +97,39 @@ def append(
     return b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
 
 
+# -- how many connections ----------------------------------------------------------------------
+
+#: ``--connections auto``: one connection per folder that has work, at most this many.
+AUTO = 0
+AUTO_CONNECTIONS = 4
+#: Simultaneous IMAP connections Gmail allows per account.
+GMAIL_CONNECTION_LIMIT = 15
+
+
+def parse_connections(value: str | None) -> int | None:
+    """``--connections``: ``auto`` (:data:`AUTO`) or a positive number (None stays None)."""
+    if value is None:
+        return None
+    if value.strip().lower() == "auto":
+        return AUTO
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"--connections expects 'auto' or a number >= 1, got {value!r}")
+    return n
+
+
+def connection_count(requested: int, folders: int, *, gmail: bool) -> int:
+    """Connections to open for ``folders`` folders with work: ``requested`` (or, for
+    :data:`AUTO`, one per folder up to :data:`AUTO_CONNECTIONS`), within the provider's limit."""
+    n = min(max(folders, 1), AUTO_CONNECTIONS) if requested == AUTO else requested
+    if gmail:
+        n = min(n, GMAIL_CONNECTION_LIMIT)
+    return max(1, n)
+
+
 # -- one reconnecting IMAP connection, shared by sources and targets -------------------------------
 
 log = logging.getLogger(__name__)
@@ -132,6 +165,8 @@ class ListedFolder:
     delimiter: str | None
     special_use: str | None
     attributes: tuple[str, ...] = ()
+    #: LIST-STATUS (RFC 5819): MESSAGES, UIDNEXT, UIDVALIDITY (and HIGHESTMODSEQ) as LIST returned them.
+    status: dict[str, int] | None = None
 
     @property
     def selectable(self) -> bool:
@@ -245,24 +280,52 @@ class ImapConnection:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _list(self) -> Any:
+    def _list(self, with_status: bool) -> tuple[Any, dict[str, dict[str, int]]]:
         client = self.client
         if {"SPECIAL-USE", "LIST-EXTENDED"} <= self.capabilities:
             # RFC 6154: ask for the special-use attributes; plain LIST need not carry them.
-            typ, dat = client._imap._simple_command("LIST", '""', '"*"', "RETURN", "(SPECIAL-USE)")
+            # RFC 5819: with LIST-STATUS, every folder's STATUS comes in the same round trip.
+            ret = "SPECIAL-USE"
+            status = with_status and "LIST-STATUS" in self.capabilities
+            if status:
+                items = "MESSAGES UIDNEXT UIDVALIDITY" + (
+                    " HIGHESTMODSEQ" if "CONDSTORE" in self.capabilities else ""
+                )
+                ret += f" STATUS ({items})"
+            typ, dat = client._imap._simple_command("LIST", '""', '"*"', "RETURN", f"({ret})")
             if typ == "OK":
                 typ, dat = client._imap._untagged_response(typ, dat, "LIST")
-                return client._proc_folder_list(dat)
-        return client.list_folders()
+                statuses = client._imap.untagged_responses.pop("STATUS", []) if status else []
+                return client._proc_folder_list(dat), _parse_statuses(statuses)
+        return client.list_folders(), {}
 
-    def list_folders(self) -> list[ListedFolder]:
-        """LIST "" "*" with decoded names and the special-use attribute (RFC 6154)."""
-        listing = self.retrying("LIST", self._list)
+    def list_folders(self, *, with_status: bool = False) -> list[ListedFolder]:
+        """LIST "" "*" with decoded names and the special-use attribute (RFC 6154); with
+        ``with_status`` and LIST-STATUS offered, each folder's STATUS too."""
+        listing, statuses = self.retrying("LIST", lambda: self._list(with_status))
         specials = {s.lower(): s for s in SPECIAL_USE}
         out = []
         for flags, delim, name in listing:
             attrs = tuple(text(f) for f in flags)
             raw = text(name)
             special = next((specials[a.lower()] for a in attrs if a.lower() in specials), None)
-            out.append(ListedFolder(mutf7.decode(raw), raw, text(delim) if delim else None, special, attrs))
+            out.append(
+                ListedFolder(
+                    mutf7.decode(raw), raw, text(delim) if delim else None, special, attrs, statuses.get(raw)
+                )
+            )
         return out
+
+
+def _parse_statuses(data: list[Any]) -> dict[str, dict[str, int]]:
+    """Untagged STATUS responses (parsed by imapclient) as {raw folder name: {item: number}}."""
+    out: dict[str, dict[str, int]] = {}
+    for item in data:
+        try:
+            parsed = parse_response([item] if isinstance(item, bytes) else list(item))
+            name, values = parsed[0], parsed[-1]
+            pairs = list(values)
+            out[text(name)] = {text(pairs[i]).upper(): int(pairs[i + 1]) for i in range(0, len(pairs) - 1, 2)}
+        except (ValueError, TypeError, IndexError, ProtocolError, IMAPClientError):
+            continue  # a STATUS we cannot read: that folder is EXAMINEd as usual
+    return out

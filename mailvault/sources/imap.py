@@ -31,6 +31,8 @@ MAX_RETRIES = 3
 class RemoteFolder:
     info: FolderInfo
     attributes: tuple[str, ...] = ()
+    #: The folder's state as LIST-STATUS gave it (None: EXAMINE will tell).
+    listed: FolderState | None = None
 
 
 @dataclass
@@ -109,8 +111,10 @@ class ImapSource(ImapConnection):
     def folders(self) -> list[RemoteFolder]:
         """Every selectable folder, with its special-use attribute."""
         return [
-            RemoteFolder(FolderInfo(f.name, f.name_raw, f.delimiter, f.special_use), f.attributes)
-            for f in self.list_folders()
+            RemoteFolder(
+                FolderInfo(f.name, f.name_raw, f.delimiter, f.special_use), f.attributes, _listed(f.status)
+            )
+            for f in self.list_folders(with_status=True)
             if f.selectable
         ]
 
@@ -215,3 +219,15 @@ class ImapSource(ImapConnection):
             self.stats.bytes_fetched += len(body)
             self.stats.messages_fetched += 1
             yield Fetched(meta, body)
+
+
+def _listed(status: dict[str, int] | None) -> FolderState | None:
+    """A folder's state from LIST-STATUS, if it gave every item a backup compares."""
+    if not status or not {"MESSAGES", "UIDNEXT", "UIDVALIDITY"} <= status.keys():
+        return None
+    return FolderState(
+        uidvalidity=status["UIDVALIDITY"],
+        uidnext=status["UIDNEXT"],
+        highestmodseq=status.get("HIGHESTMODSEQ"),
+        exists=status["MESSAGES"],
+    )

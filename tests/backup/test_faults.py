@@ -57,7 +57,7 @@ def _assert_complete(vault: Path, account: Account, expected: dict[str, dict[int
 
 def _run_until_complete(vault: Path, account: Account, port: int) -> list[dict]:
     """The faulty run (exit 0 or 1) then clean runs; returns their JSON results."""
-    proc = backup_proc(vault, account, "--json", port=port)
+    proc = backup_proc(vault, account, "--json", "--connections", "1", port=port)
     assert proc.returncode in (0, 1), proc.stderr
     first = json.loads(proc.stdout)
     results = [first]
@@ -66,7 +66,7 @@ def _run_until_complete(vault: Path, account: Account, port: int) -> list[dict]:
         assert first["failures"] == []
     else:
         assert first["failures"], first
-    again = backup(vault, account, port=port)
+    again = backup(vault, account, "--connections", "1", port=port)
     assert again["failures"] == []
     results.append(again)
     return results
@@ -103,7 +103,7 @@ def test_every_connection_cut_gives_up_then_recovers(
 ) -> None:
     expected = _seed(account, {"INBOX": 300})
     fault_proxy.cut_after(200_000, times=None)  # every (re)connection dies in the body FETCH
-    proc = backup_proc(vault, account, "--json", port=fault_proxy.port)
+    proc = backup_proc(vault, account, "--json", "--connections", "1", port=fault_proxy.port)
     assert proc.returncode in (1, 2), proc.stdout
     if proc.returncode == 2:
         lines = proc.stderr.splitlines()
@@ -114,7 +114,7 @@ def test_every_connection_cut_gives_up_then_recovers(
         assert cli_json("snapshots", vault) == []
     assert fault_proxy.cuts >= 2
     fault_proxy.reset()
-    result = backup(vault, account, port=fault_proxy.port)
+    result = backup(vault, account, "--connections", "1", port=fault_proxy.port)
     assert result["reconnects"] == 0
     _assert_complete(vault, account, expected)
 
@@ -122,7 +122,7 @@ def test_every_connection_cut_gives_up_then_recovers(
 def test_short_stall_is_waited_out(account: Account, vault: Path, fault_proxy: FaultProxy) -> None:
     expected = _seed(account, {"INBOX": 100})
     fault_proxy.stall_after(150_000, 1.5)
-    result = backup(vault, account, port=fault_proxy.port)
+    result = backup(vault, account, "--connections", "1", port=fault_proxy.port)
     assert fault_proxy.stalls == 1
     assert result["messages"] == 100
     assert result["reconnects"] == 0

@@ -95,3 +95,25 @@ def test_pipelined_restore_with_literal_plus_has_a_constant_number_of_turns(
     # not the 80 a wait per message would.
     assert turns[1] <= FIXED_TURNS, turns
     assert turns[1] - turns[0] <= 20, turns
+
+
+def test_noop_backup_asks_list_status_and_examines_nothing(source: Account, vault: Path) -> None:
+    """A backup with nothing new: one LIST (RETURN STATUS) tells every folder's state, so no
+    folder is EXAMINEd and the number of turns does not depend on the number of folders."""
+    layout = _seed(source, 24, random.Random(3))
+    # The Gmail profile hides STARTTLS, so the proxy can read the commands (it keeps LIST-STATUS).
+    with LatencyProxy("127.0.0.1", source.server.imap_port, rtt_ms=RTT_MS, gmail=True) as proxy:
+        args = [
+            "backup", vault, source.url("imap", proxy.port), "--password-env", PW_ENV, "--allow-plaintext",
+            "--connections", "1",
+        ]  # fmt: skip
+        first = mv_json(*args, env={PW_ENV: source.password})
+        assert isinstance(first, dict) and first["messages_fetched"] == sum(layout.values())
+        assert proxy.stats.verbs["EXAMINE"] >= len(layout)  # the first backup looks into every folder
+        proxy.stats.reset()
+        again = mv_json(*args, env={PW_ENV: source.password})
+        stats = proxy.stats
+    assert isinstance(again, dict) and again["messages_fetched"] == 0
+    assert stats.verbs["LIST"] == 1, stats.verbs
+    assert stats.verbs["EXAMINE"] == 0 and stats.verbs["SELECT"] == 0, stats.verbs
+    assert stats.client_turns <= 12, stats  # greeting, CAPABILITY, LOGIN, ENABLE, LIST, LOGOUT (+ slack)
