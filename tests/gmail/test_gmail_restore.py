@@ -240,6 +240,18 @@ def test_throttled_appends_back_off_and_complete(
     assert only(gmail, B).labels == {"\\Inbox", "Work"}
 
 
+def test_throttled_again_after_the_pause_backs_off_exponentially(
+    repo: Repository, gmail: FakeGmail, sleeps: list[float]
+) -> None:
+    overlapping_snapshot(repo)
+    gmail.throttle_next(7)  # more than one round of pipelined APPENDs: the resent ones are throttled too
+    r = run_restore(repo, gmail)
+    assert r.exit_code == 0, r.failures
+    assert gmail.append_count() == 5
+    assert_no_duplicates(gmail)
+    assert sleeps[:2] == [1.0, 2.0]  # exponential back-off between rounds
+
+
 def test_throttled_in_the_middle_of_a_folder_does_not_duplicate(repo: Repository, gmail: FakeGmail) -> None:
     msgs = [make_message(40 + i) for i in range(6)]
     write_snapshot(repo, [("INBOX", None, msgs)])
