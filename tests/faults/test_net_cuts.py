@@ -95,8 +95,9 @@ def test_cut_during_imap_fetch(dovecot: Dovecot, make_fault_proxy, fresh_cache: 
         location = str(tmp_path / f"v-{name}")
         init_vault(location, VAULT_PASSWORD, SMALL_PACKS)
         fresh_cache(name)
+        # One connection: the cut's byte offset is counted per connection.
         args: list[str | Path] = ["backup", location, source.url("imaps", proxy.port), "--password-env", SERVER_PW_ENV,
-                                  "--ca-file", dovecot.ca_file, "--account", "src"]  # fmt: skip
+                                  "--ca-file", dovecot.ca_file, "--account", "src", "--connections", "1"]  # fmt: skip
 
         def verify() -> None:
             assert ls_by_folder(location, account="src") == expected
@@ -148,8 +149,9 @@ def test_cut_during_imap_append(dovecot: Dovecot, make_fault_proxy, fresh_cache:
         target = _account(dovecot, "cat")
         fresh_cache(name)
         env = {SERVER_PW_ENV: target.password}
+        # One connection: the cut's byte offset is counted per connection.
         args: list[str | Path] = ["restore", location, target.url("imaps", proxy.port), "--password-env", SERVER_PW_ENV,
-                                  "--ca-file", dovecot.ca_file, "--account", "src"]  # fmt: skip
+                                  "--ca-file", dovecot.ca_file, "--account", "src", "--connections", "1"]  # fmt: skip
 
         def verify() -> None:
             got = read_account(target, FOLDERS)  # type: ignore[arg-type]
