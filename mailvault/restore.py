@@ -53,6 +53,7 @@ from mailvault.targets.imap import (
     Rejected,
     SelectedState,
     TargetFolder,
+    _is_over_quota,
 )
 from mailvault.targets.pipeline import AppendPipeline, Done
 from mailvault.vault.index import default_cache_root
@@ -730,7 +731,7 @@ class _Uploader:
         """Queue one message (``left``: it and the messages after it); False = stop (the daily
         budget is spent: those are counted as pending)."""
         if self.pipe is not None:
-            if not self.r._budget_left(len(item.raw)):
+            if self.r._over_quota or not self.r._budget_left(len(item.raw)):
                 self.p.pending += left
                 return False
             self.pipe.submit(w, item)
@@ -764,6 +765,12 @@ class _Uploader:
 
     def _refused(self, w: _Work, item: AppendItem, answer: str) -> None:
         self.r._release(len(item.raw))
+        if _is_over_quota(answer):
+            # The account is full: every further APPEND would be refused too. Stop; what is left
+            # is pending and reported once per folder.
+            self.r._over_quota = self.r._over_quota or answer
+            self.p.pending += 1
+            return
         self.p.failed += 1
         self.r.result.failures.append(
             f"{self.p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
