@@ -119,6 +119,8 @@ def test_discover_does_not_follow_symlinks(tmp_path: Path) -> None:
     found = json.loads(proc.stdout)
     text = json.dumps(found)
     assert str(tmp_path / "outside") not in text
+    maildirs = [s for s in found if s["format"] == "maildir"]
+    assert [(Path(s["path"]).name, s["messages"]) for s in maildirs] == [("Maildir", 2)], found
     assert "Loop" not in text and "/loop" not in text and "/up" not in text
 
 
