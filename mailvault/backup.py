@@ -134,6 +134,7 @@ class _Base:
         self.started = time.monotonic()
         self.prev: Snapshot | None = repo.latest_snapshot(self.account)
         self.result = BackupResult("", self.account, endpoint.address, 0, 0, 0)
+        self.namespace = ""  # the source's personal namespace prefix (IMAP)
 
     def _prev_folder(self, name_raw: str) -> SnapshotFolder | None:
         if self.prev is None:
@@ -164,7 +165,7 @@ class _Base:
         return ManifestEntry.from_message(msg, blob)
 
     def _commit(self, writer: VaultWriter, folders: list[SnapshotFolder]) -> Snapshot:
-        snap = new_snapshot(self.account, self.kind, self.endpoint.address, folders)
+        snap = new_snapshot(self.account, self.kind, self.endpoint.address, folders, self.namespace)
         r = self.result
         r.duration = round(time.monotonic() - self.started, 3)
         snap.summary.update(
@@ -200,6 +201,7 @@ class _ImapBackup(_Base):
         self._open_source = open_source
         self._local = threading.local()  # each worker thread has its own connection
         self._sources: list[ImapSource] = [source]
+        self.namespace = source.personal_namespace()[0]
         self._writer_lock = threading.Lock()  # the vault writer is not thread-safe
         self.gm_known: dict[int, tuple[str, int]] = {}  # X-GM-MSGID -> (blob, size)
         self._fetched_bytes = 0

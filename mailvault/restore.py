@@ -278,7 +278,7 @@ class _Restore:
             elif f.name.upper() == "INBOX":
                 name, reason = "INBOX", "INBOX"
             else:
-                name, reason = self._translate(f, prefix, delim), "same name"
+                name, reason = self._translate(f, self.snap.source_namespace, prefix, delim), "same name"
             found = existing.get(name)
             raw = found.name_raw if found else mutf7.encode(name).decode("ascii")
             n_msgs, n_bytes = f.messages, f.bytes
@@ -300,8 +300,13 @@ class _Restore:
         return plans
 
     @staticmethod
-    def _translate(f: SnapshotFolder, prefix: str, delim: str) -> str:
-        parts = f.name.split(f.delimiter) if f.delimiter else [f.name]
+    def _translate(f: SnapshotFolder, source_prefix: str, prefix: str, delim: str) -> str:
+        # The source's namespace prefix ("INBOX." on Cyrus) is not part of the folder's name: Cyrus
+        # INBOX.Work is Dovecot Work (and Dovecot Work becomes Cyrus INBOX.Work below).
+        name = f.name
+        if source_prefix and name.startswith(source_prefix) and len(name) > len(source_prefix):
+            name = name[len(source_prefix) :]
+        parts = name.split(f.delimiter) if f.delimiter else [name]
         # A source name part holding the target's delimiter would create a hierarchy level.
         parts = [p.replace(delim, "_") if delim else p for p in parts]
         name = delim.join(parts)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 # System packages the tests use (Debian names). Missing ones are installed with apt when we are root;
 # otherwise the tests that need them skip with the reason.
-PACKAGES=(dovecot-imapd dovecot-pop3d chromium faketime)
+PACKAGES=(dovecot-imapd dovecot-pop3d chromium faketime cyrus-common sasl2-bin)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,6 +21,20 @@ if [ ${#missing[@]} -gt 0 ]; then
             || { apt-get update -q >/dev/null && apt-get install -y -q -o DPkg::Lock::Timeout=600 "${missing[@]}" >/dev/null; }
     else
         echo "== not installed: ${missing[*]}; the tests that need them will be skipped"
+    fi
+fi
+
+# Cyrus imapd (tests/interop): the cyrus-imapd package conflicts with dovecot-imapd (both provide
+# imap-server; installing it REMOVES Dovecot), so it is unpacked into .cache/cyrus-imapd instead
+# (cyrus-common, installed above, has the master, the libraries and the tools).
+if [ ! -x .cache/cyrus-imapd/usr/lib/cyrus/bin/imapd ] && [ ! -x /usr/lib/cyrus/bin/imapd ] \
+        && command -v apt-get >/dev/null 2>&1 && [ -x /usr/lib/cyrus/bin/master ]; then
+    echo "== unpacking cyrus-imapd into .cache/cyrus-imapd"
+    mkdir -p .cache/debs
+    if (cd .cache/debs && apt-get download -q cyrus-imapd >/dev/null 2>&1); then
+        dpkg-deb -x .cache/debs/cyrus-imapd_*.deb .cache/cyrus-imapd
+    else
+        echo "== could not download cyrus-imapd; the Cyrus interop tests will be skipped"
     fi
 fi
 

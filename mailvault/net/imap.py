@@ -299,6 +299,21 @@ class ImapConnection:
                 return client._proc_folder_list(dat), _parse_statuses(statuses)
         return client.list_folders(), {}
 
+    def personal_namespace(self) -> tuple[str, str | None]:
+        """(prefix, delimiter) of the personal namespace (RFC 2342); ("", None) when unknown.
+
+        Dovecot answers ``("", "/")``; Cyrus and Courier ``("INBOX.", ".")``: folders live below INBOX."""
+        if "NAMESPACE" not in self.capabilities:
+            return "", None
+        try:
+            ns = self.retrying("NAMESPACE", lambda: self.client.namespace())  # noqa: PLW0108
+        except IMAPClientError:
+            return "", None
+        if ns.personal:
+            prefix, delim = ns.personal[0]
+            return text(prefix), text(delim) if delim else None
+        return "", None
+
     def list_folders(self, *, with_status: bool = False) -> list[ListedFolder]:
         """LIST "" "*" with decoded names and the special-use attribute (RFC 6154); with
         ``with_status`` and LIST-STATUS offered, each folder's STATUS too."""

@@ -124,19 +124,6 @@ class ImapTarget(ImapConnection):
     def folders(self) -> list[TargetFolder]:
         return self.list_folders()
 
-    def personal_namespace(self) -> tuple[str, str | None]:
-        """(prefix, delimiter) of the personal namespace; ("", None) when unknown."""
-        if "NAMESPACE" not in self.capabilities:
-            return "", None
-        try:
-            ns = self._retrying("NAMESPACE", lambda: self.client.namespace())  # noqa: PLW0108
-        except IMAPClientError:
-            return "", None
-        if ns.personal:
-            prefix, delim = ns.personal[0]
-            return text(prefix), text(delim) if delim else None
-        return "", None
-
     def create(self, name_raw: str) -> None:
         def go() -> None:
             try:

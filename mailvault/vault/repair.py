@@ -332,6 +332,7 @@ class _Repair:
                 summary=dict(snap.summary),
                 tags=[*snap.tags, *([] if "repaired" in snap.tags else ["repaired"])],
                 repairs=[*snap.repairs, record],
+                source_namespace=snap.source_namespace,
             )
             rewrites.append((snap, new))
         if writer is not None:

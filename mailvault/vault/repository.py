@@ -747,7 +747,11 @@ _PACK_KIND = {BLOB_SKELETON: BLOB_MESSAGE}
 
 
 def new_snapshot(
-    account: str, source_kind: str, source_address: str, folders: list[SnapshotFolder]
+    account: str,
+    source_kind: str,
+    source_address: str,
+    folders: list[SnapshotFolder],
+    source_namespace: str = "",
 ) -> Snapshot:
     return Snapshot(
         time=datetime.now(UTC).astimezone().isoformat(timespec="microseconds"),
@@ -756,4 +760,5 @@ def new_snapshot(
         source_kind=source_kind,
         source_address=source_address,
         folders=folders,
+        source_namespace=source_namespace,
     )

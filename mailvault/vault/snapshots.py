@@ -174,6 +174,9 @@ class Snapshot:
     tags: list[str] = field(default_factory=list)
     #: Records of ``mailvault repair`` runs that rewrote this snapshot (what was lost), oldest first.
     repairs: list[dict[str, Any]] = field(default_factory=list)
+    #: The IMAP source's personal namespace prefix (``"INBOX."`` on Cyrus/Courier; ``""`` on Dovecot or
+    #: unknown). Restore strips it from folder names before adding the target's own prefix.
+    source_namespace: str = ""
     id: str = ""  # hex; set when loaded or saved, not stored
 
     @property
@@ -201,6 +204,8 @@ class Snapshot:
         }
         if self.repairs:
             doc["repairs"] = self.repairs
+        if self.source_namespace:
+            doc["source"]["namespace"] = self.source_namespace
         return doc
 
     @classmethod
@@ -218,6 +223,7 @@ class Snapshot:
                 summary=dict(doc.get("summary", {})),
                 tags=list(doc.get("tags", [])),
                 repairs=list(doc.get("repairs", [])),
+                source_namespace=str(doc["source"].get("namespace", "")),
                 id=snapshot_id,
             )
         except (KeyError, TypeError) as exc:
