@@ -172,3 +172,14 @@ def test_message_id_is_recorded_from_the_header_and_round_trips() -> None:
     assert ManifestEntry.from_json(e.to_json()) == e
     none = ManifestEntry.from_message(SourceMessage(uid=8, raw=b"Subject: no id\r\n\r\nbody\r\n"), "cd" * 32)
     assert none.message_id is None and len(none.to_json()) == 5
+
+
+def test_source_namespace_round_trips_and_is_optional() -> None:
+    """``source.namespace`` (the IMAP source's personal prefix) is written only when set; old docs read as ""."""
+    snap = make_snapshot()
+    assert "namespace" not in snap.to_doc()["source"]
+    assert Snapshot.from_doc(snap.to_doc(), "ab" * 32).source_namespace == ""
+    snap.source_namespace = "INBOX."
+    doc = snap.to_doc()
+    assert doc["source"]["namespace"] == "INBOX."
+    assert Snapshot.from_doc(json.loads(json.dumps(doc)), "ab" * 32).source_namespace == "INBOX."
