@@ -56,9 +56,11 @@ def table(rows: dict[str, dict]) -> str:
         "|---|---|---:|---|---:|",
     ]
     for r in ordered:
-        out.append(
-            f"| {r['fault']} | {r['injection']} | {r['trials']} | {r['result']} | {r.get('seconds', 0):.0f} s |"
-        )
+        trials = str(r["trials"])
+        if r.get("planned") and r["trials"] < r["planned"]:
+            trials = f"{r['trials']} (of {r['planned']} planned: the run was stopped)"
+        cells = [r["fault"], r["injection"], trials, r["result"], f"{r.get('seconds', 0):.0f} s"]
+        out.append("| " + " | ".join(cells) + " |")
     runs = sorted({(r.get("when", "?"), r.get("load", "?"), r.get("run_seconds", 0)) for r in rows.values()})
     out.append("")
     out.append("Recorded by `scripts/fault_matrix.py` (full trial counts) in these runs:")

@@ -49,11 +49,15 @@ def full_run() -> bool:
     return os.environ.get("MAILVAULT_FAULT_TRIALS", "").strip().lower() == "full"
 
 
-def report(fault: str, injection: str, trials: int, result: str, **extra: Any) -> None:
-    """Record a finished fault for docs/RELIABILITY.md (only when MAILVAULT_FAULT_REPORT is set)."""
+def report(
+    fault: str, injection: str, trials: int, result: str, *, quiet: bool = False, **extra: Any
+) -> None:
+    """Record a fault's trials for docs/RELIABILITY.md (only when MAILVAULT_FAULT_REPORT is set; a
+    later row of the same fault replaces an earlier one)."""
     path = os.environ.get("MAILVAULT_FAULT_REPORT")
     line = {"fault": fault, "injection": injection, "trials": trials, "result": result, **extra}
-    print(json.dumps(line))
+    if not quiet:
+        print(json.dumps(line))
     if path:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(line) + "\n")

@@ -71,9 +71,6 @@ def kill_matrix(
             stats.attempts += 1
             point = pick_point(rng, counts, kinds)
             killed, _code, _err = run_killed(trial.args, trial.env, point)
-            if killed:
-                stats.kills += 1
-                stats.by_kind[point.kind] += 1
             trial.rerun()
             stats.reruns += 1
             try:
@@ -82,7 +79,16 @@ def kill_matrix(
                 raise AssertionError(
                     f"{name} ({backend}) trial {stats.attempts} killed at {point}: {exc}"
                 ) from exc
-        stats.seconds = elapsed()
+            if killed:
+                stats.kills += 1
+                stats.by_kind[point.kind] += 1
+                # A row after every verified kill: a run stopped midway still records what it showed.
+                stats.seconds = elapsed()
+                _report(name, backend, stats, want)
+    return stats
+
+
+def _report(name: str, backend: str, stats: KillStats, planned: int) -> None:
     report(
         f"kill -9: {name} ({backend} vault)",
         "SIGKILL at a random progress point + 0-40 ms ("
@@ -93,8 +99,9 @@ def kill_matrix(
         group="kill",
         attempts=stats.attempts,
         seconds=stats.seconds,
+        planned=planned,
+        quiet=stats.kills < planned,
     )
-    return stats
 
 
 # ----------------------------------------------------------------------------- import
