@@ -5,6 +5,7 @@
     .venv/bin/python scripts/fault_matrix.py                 # everything, full counts
     .venv/bin/python scripts/fault_matrix.py -k "kill and s3"  # a part; its rows replace the old ones
     .venv/bin/python scripts/fault_matrix.py --table-only      # rewrite the table from the saved rows
+    .venv/bin/python scripts/fault_matrix.py --merge A.jsonl B.jsonl   # add rows of runs made elsewhere
 
 Rows are kept in ``docs/reliability-results.jsonl`` (one JSON object per fault: fault, injection,
 trials, result, seconds, when, load), so partial runs add up to the whole matrix. A fault whose test
@@ -79,10 +80,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--table-only", action="store_true", help="only rewrite the table from saved rows")
     parser.add_argument("--trials", default="full", help="MAILVAULT_FAULT_TRIALS for the run (default: full)")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="add the rows of other runs' reliability-results.jsonl (e.g. parts run in parallel copies), then write the table",
+    )
     args, pytest_args = parser.parse_known_args()
     rows = load_rows()
     status = 0
-    if not args.table_only:
+    if args.merge:
+        for path in args.merge:
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                if line.strip():
+                    row = json.loads(line)
+                    rows[row["fault"]] = row
+        save_rows(rows)
+    elif not args.table_only:
         load = os.getloadavg()
         with tempfile.TemporaryDirectory() as tmp:
             report = Path(tmp) / "report.jsonl"
