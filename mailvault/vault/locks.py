@@ -19,7 +19,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from mailvault.errors import IntegrityError, LockedError, ObjectNotFound
+from mailvault.errors import IntegrityError, LockedError, ObjectNotFound, StorageError
 from mailvault.storage.base import Backend
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import AD_LOCK
@@ -170,8 +170,14 @@ class Lock:
     def __enter__(self) -> Lock:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.release()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.release()
+            return
+        # Already failing (e.g. the storage went away mid-run): the release must not replace that
+        # error with its own; a lock left behind is stale once this process is gone.
+        with contextlib.suppress(StorageError):
+            self.release()
 
 
 def remove_locks(backend: Backend, sealer: Sealer, *, all_locks: bool = False) -> list[LockInfo]:
