@@ -66,7 +66,8 @@ def table(rows: dict[str, dict]) -> str:
     out.append("")
     out.append("Recorded by `scripts/fault_matrix.py` (full trial counts) in these runs:")
     for when, load, secs in runs:
-        out.append(f"- {when}: {secs / 60:.1f} min wall for the whole run, load average before it {load}")
+        took = f"{secs / 60:.1f} min wall for the whole run, " if secs else ""
+        out.append(f"- {when}: {took}load average before it {load}")
     return "\n".join(out)
 
 
@@ -85,7 +86,8 @@ def main() -> int:
         nargs="+",
         default=[],
         metavar="FILE",
-        help="add the rows of other runs' reliability-results.jsonl (e.g. parts run in parallel copies), then write the table",
+        help="add the rows of other runs' reliability-results.jsonl (e.g. parts run in parallel copies; "
+        "of two rows of one fault the one with more trials stays), then write the table",
     )
     args, pytest_args = parser.parse_known_args()
     rows = load_rows()
@@ -95,7 +97,9 @@ def main() -> int:
             for line in Path(path).read_text(encoding="utf-8").splitlines():
                 if line.strip():
                     row = json.loads(line)
-                    rows[row["fault"]] = row
+                    old = rows.get(row["fault"])
+                    if old is None or row["trials"] >= old["trials"]:  # the longer run of a fault wins
+                        rows[row["fault"]] = row
         save_rows(rows)
     elif not args.table_only:
         load = os.getloadavg()
