@@ -64,7 +64,7 @@ def table(rows: dict[str, dict]) -> str:
         out.append("| " + " | ".join(cells) + " |")
     runs = sorted({(r.get("when", "?"), r.get("load", "?"), r.get("run_seconds", 0)) for r in rows.values()})
     out.append("")
-    out.append("Recorded by `scripts/fault_matrix.py` (full trial counts) in these runs:")
+    out.append("Recorded by `scripts/fault_matrix.py` (full trial counts) in these runs (finish time):")
     for when, load, secs in runs:
         took = f"{secs / 60:.1f} min wall for the whole run, " if secs else ""
         out.append(f"- {when}: {took}load average before it {load}")
