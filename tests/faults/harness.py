@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from mailvault.vault.format import BLOB_MESSAGE, id_from_name
+from mailvault.vault.format import BLOB_MESSAGE, BLOB_PART, BLOB_SKELETON, id_from_name
 from mailvault.vault.index import decode_index_file
 from mailvault.vault.repository import Repository, VaultParams
 from tests.backup.helpers import server_messages
@@ -179,12 +179,16 @@ def audit(location: str | Path, password: str = VAULT_PASSWORD) -> Audit:
         data: dict[bytes, int] = {}
         for name, size in repo.backend.list("data/"):
             data[id_from_name(name)] = size
-    entries = Counter(e.id for h in packs.values() for e in h.blobs if e.type == BLOB_MESSAGE)
+    # A message is a whole blob or a skeleton (+ parts, each stored once too): duplicates of any of
+    # them count; messages are the whole blobs and skeletons.
+    content = (BLOB_MESSAGE, BLOB_SKELETON, BLOB_PART)
+    entries = Counter(e.id for h in packs.values() for e in h.blobs if e.type in content)
+    messages = {e.id for h in packs.values() for e in h.blobs if e.type in (BLOB_MESSAGE, BLOB_SKELETON)}
     return Audit(
         index_packs=len(packs),
         data_packs=len(data),
-        message_entries=sum(entries.values()),
-        unique_messages=len(entries),
+        message_entries=sum(entries.values()) - len(entries) + len(messages),
+        unique_messages=len(messages),
         orphan_packs=sorted(p.hex()[:12] for p in data if p not in packs),
         missing_packs=sorted(p.hex()[:12] for p in packs if p not in data),
         data_bytes=sum(data.values()),
