@@ -36,7 +36,9 @@ def init(
     password_file: PasswordFile = None,
     password_command: PasswordCommand = None,
     pack_size: Annotated[int, typer.Option(help="Target pack size in MiB.")] = 16,
-    block_size: Annotated[int, typer.Option(help="Compression block size in KiB.")] = 4096,
+    block_size: Annotated[
+        int | None, typer.Option(help="Compression block size in KiB (default 4096, at most the pack size).")
+    ] = None,
     level: Annotated[int, typer.Option(help="zstd compression level.")] = 9,
     dictionary: Annotated[str, typer.Option(help="zstd dictionary: auto or off.")] = "auto",
     attachment_threshold: Annotated[
@@ -53,7 +55,8 @@ def init(
         password = None
         if not no_encryption:
             password = vault_password_provider(password_file, password_command, confirm=True)()
-        params = VaultParams(pack_size << 20, block_size << 10, level, dictionary, attachment_threshold << 10)
+        block = (block_size << 10) if block_size is not None else min(VaultParams.block_size, pack_size << 20)
+        params = VaultParams(pack_size << 20, block, level, dictionary, attachment_threshold << 10)
         return Repository.init(vault, password, params)
 
     repo = run(go)

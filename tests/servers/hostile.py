@@ -46,6 +46,8 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(data.encode() if isinstance(data, str) else data)
         self.wfile.flush()
 
+    selected_count = 0  # per connection: what the last EXAMINE/SELECT reported
+
     def handle(self) -> None:
         srv = self.server.owner
         # Answers go out in several writes: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms to each.
@@ -97,7 +99,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     f"* {n} EXISTS\r\n* 0 RECENT\r\n* OK [UIDVALIDITY 7] v\r\n* OK [UIDNEXT {n + 1}] n\r\n"
                 )
                 self.w("* FLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft)\r\n")
-                srv.selected_count = n
+                self.selected_count = n
         elif verb == "UID":
             return self.uid(tag, args)
         else:
@@ -109,7 +111,7 @@ class _Handler(socketserver.StreamRequestHandler):
     def uid(self, tag: str, args: str) -> bool:
         srv = self.server.owner
         sub, _, rest = args.partition(" ")
-        n = srv.selected_count
+        n = self.selected_count
         if sub.upper() == "SEARCH":
             self.w("* SEARCH " + " ".join(str(i) for i in range(1, n + 1)) + "\r\n")
             self.w(f"{tag} OK SEARCH done\r\n")
@@ -186,7 +188,6 @@ class HostileImap:
         self.stall_seconds = stall_seconds
         self.folders = folders
         self.commands: list[str] = []
-        self.selected_count = 0
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port: int = self._server.server_address[1]
