@@ -24,17 +24,31 @@ LAYOUT = {"INBOX": 1500, "Archive/2019": 900, "Lists/python-dev": 600}
 
 
 def _kill_midway(vault: Path, target: Account, rng: random.Random) -> tuple[int | None, float]:
-    """Start a restore, SIGKILL it after 0.35–0.9 s (start-up takes ~0.3 s; a full run ~1–3 s);
-    return (exit status or None if it was killed, delay)."""
-    delay = rng.uniform(0.35, 0.9)
+    """Start a restore and SIGKILL it a random 0–0.15 s after the target has grown by a message (so the
+    kill lands mid-upload however loaded the machine is); return (exit status or None if killed, delay)."""
+    import time
+
+    before = sum(counts(target).get(f, 0) for f in LAYOUT)
+    delay = rng.uniform(0.0, 0.15)
     proc = mv_popen(*restore_args(vault, target, "--quiet"), env={PW_ENV: target.password})
     try:
-        proc.wait(timeout=delay)
-    except subprocess.TimeoutExpired:  # still running: the point of the test
-        proc.kill()
-        proc.wait(timeout=30)
-        return None, delay
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                return proc.returncode, delay
+            if sum(counts(target).get(f, 0) for f in LAYOUT) > before:
+                break
+            time.sleep(0.05)
+        try:
+            proc.wait(timeout=delay)
+        except subprocess.TimeoutExpired:  # still running: the point of the test
+            proc.kill()
+            proc.wait(timeout=30)
+            return None, delay
     finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
         if proc.stderr is not None:
             proc.stderr.close()
     return proc.returncode, delay
@@ -43,7 +57,7 @@ def _kill_midway(vault: Path, target: Account, rng: random.Random) -> tuple[int 
 def test_kill_9_then_resume_gives_every_message_exactly_once(
     source: Account, target: Account, vault: Path, cache_dir: Path
 ) -> None:
-    # ~120 MB: a full run takes a second or more here, so kills after 0.35-0.9 s land mid-run.
+    # ~120 MB: a full run takes a second or more, so a kill soon after the first upload lands mid-run.
     rng = random.Random(5)
     source.seed(
         {
