@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import re
 import threading
 import time
@@ -39,13 +38,13 @@ from mailvault.errors import (
     ObjectNotFound,
     ProtocolError,
 )
-from mailvault.model import header_block, message_id
 from mailvault.net import mutf7
 from mailvault.net.imap import connection_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
 from mailvault.restore_journal import Journal
 from mailvault.sources.local import header_date
+from mailvault.targets.existing import ExistingMessages
 from mailvault.targets.imap import (
     AppendItem,
     ImapTarget,
@@ -456,7 +455,7 @@ class _Restore:
             p.already += before - len(work)  # uploaded once elsewhere: this folder becomes a label
         # Messages already in the target that the journal does not account for (another tool,
         # a lost journal, a kill between APPEND and journal): matched by Message-ID and size.
-        existing = _Existing(self.target)
+        existing = ExistingMessages(self.target)
         if state.exists > len(done):
             existing.load(self.journal.done_uids(self.key, p.target_raw, state.uidvalidity))
         skipped_rows: list[tuple[str, int, int | None]] = []
@@ -781,52 +780,6 @@ class _Uploader:
             f"{self.p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
             f"refused by the server: {answer}"
         )
-
-
-class _Existing:
-    """Messages already in a target folder that the journal does not account for — put there by
-    another tool, or by a run whose journal was lost or killed between APPEND and journal.
-
-    A source message matches one of them by Message-ID and size, or, without a Message-ID,
-    by the same bytes (fetched only for target messages of the same size and no Message-ID).
-    """
-
-    def __init__(self, target: ImapTarget) -> None:
-        self._target = target
-        self._by_id: dict[tuple[str, int], list[int]] = {}
-        self._by_size: dict[int, list[int]] = {}  # no Message-ID
-        self._hashes: dict[int, str] = {}
-
-    def load(self, journaled: set[int]) -> None:
-        for uid, mid, size in self._target.existing_keys():
-            if uid in journaled:
-                continue
-            if mid:
-                self._by_id.setdefault((mid, size), []).append(uid)
-            else:
-                self._by_size.setdefault(size, []).append(uid)
-
-    def __bool__(self) -> bool:
-        return bool(self._by_id) or bool(self._by_size)
-
-    def take(self, raw: bytes, blob: str) -> int | None:
-        """The UID of a matching target message (then no longer available), or None."""
-        mid = message_id(header_block(raw))
-        if mid:
-            uids = self._by_id.get((mid, len(raw)))
-            return uids.pop() if uids else None
-        candidates = self._by_size.get(len(raw))
-        if not candidates:
-            return None
-        unknown = [u for u in candidates if u not in self._hashes]
-        if unknown:
-            for uid, body in self._target.bodies(unknown).items():
-                self._hashes[uid] = hashlib.sha256(body).hexdigest()
-        for uid in candidates:
-            if self._hashes.get(uid) == blob:
-                candidates.remove(uid)
-                return uid
-        return None
 
 
 def _date(entry: ManifestEntry, raw: bytes) -> datetime | None:
