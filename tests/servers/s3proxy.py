@@ -45,6 +45,7 @@ class S3FaultProxy:
         self.kinds = kinds
         self.stall_seconds = stall_seconds
         self._rng = random.Random(seed)
+        self._drawn = self._faulted = 0  # requests drawn for a fault while rate > 0, and faults given
         self._lock = threading.Lock()
         self.requests = 0
         self.faults: Counter[str] = Counter()
@@ -110,8 +111,15 @@ class S3FaultProxy:
             if self._outage:
                 self.faults["outage"] += 1
                 return "outage"
-            if self._rng.random() >= self.rate:
+            if self.rate <= 0:
                 return None
+            # Random draws, but never more than one fault behind rate x requests: a short CI run
+            # still sees the configured share (a plain Bernoulli draw fell below it in ~1 run of 7).
+            self._drawn += 1
+            behind = self._drawn * self.rate - self._faulted >= 1.0
+            if not behind and self._rng.random() >= self.rate:
+                return None
+            self._faulted += 1
             kind = self._rng.choice(self.kinds)
             self.faults[kind] += 1
             return kind
