@@ -17,3 +17,15 @@ def decode(name: str | bytes) -> str:
 def encode(name: str) -> bytes:
     """Encode a Unicode mailbox name to modified UTF-7."""
     return bytes(imap_utf7.encode(name))
+
+
+def decode_exact(name: str) -> str | None:
+    """Decode ``name`` only if it is ASCII modified UTF-7 that encodes back to itself, else None.
+
+    For names found on disk (Maildir++ folders, ...), where a name may or may not be mUTF-7."""
+    try:
+        raw = name.encode("ascii")
+        decoded = str(imap_utf7.decode(raw))
+    except (ValueError, UnicodeError):
+        return None
+    return decoded if imap_utf7.encode(decoded) == raw else None

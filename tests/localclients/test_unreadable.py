@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 
-import mailvault.sources.local as local
 from tests.common import invoke, sha
 from tests.localclients.cli import mv_json
 
@@ -28,7 +27,8 @@ def _fail_reading(monkeypatch: pytest.MonkeyPatch, bad: set[Path]) -> None:
             raise OSError(errno.EIO, "Input/output error")
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr(local, "open", failing, raising=False)
+    # every reader of mailvault.sources.local opens files through builtins.open
+    monkeypatch.setattr(builtins, "open", failing)
 
 
 def _check_clean(vault: Path) -> None:

@@ -555,8 +555,6 @@ def test_unknown_format(tmp_path: Path) -> None:
 def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import builtins
 
-    import mailvault.sources.local as local
-
     path = write(tmp_path / "locked.mbox", b"From x\n\n")
     real_open = builtins.open
 
@@ -565,7 +563,7 @@ def test_unreadable_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
             raise PermissionError(13, "Permission denied")
         return real_open(file, *args, **kwargs)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(local, "open", deny, raising=False)
+    monkeypatch.setattr(builtins, "open", deny)
     with pytest.raises(SourceError, match="Permission denied"):
         for _, msgs in iter_local(path):
             list(msgs)
