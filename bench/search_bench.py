@@ -3,8 +3,12 @@
 
 For each data set (corpus A, and a synthetic vault of ``--synthetic N`` generated messages):
 
-1. a Maildir tree is written (one sub-folder per corpus folder; synthetic mail is generated:
-   Zipf-distributed words, 5,000 senders, 3 % with an attachment, dates 2000-2024);
+1. a Maildir tree is written (one sub-folder per corpus folder). Synthetic mail is generated
+   by ``bench/synth_mail.py`` (Zipf-distributed words, 5,000 senders, 3 % with an attachment,
+   dates 2000-2024) on every core, as 10 mbox files (what mailvault imports: a million
+   messages in minutes) plus a Maildir of the first ``--anchors-max`` of them (mu and notmuch
+   read only Maildirs). With ``--anchors-max M`` below N, the N-message set is run by
+   mailvault alone, and a second set, the first M messages, by all three tools;
 2. mailvault: ``init`` (encrypted) + ``import`` of the tree (not the measured step), then
    ``mailvault index`` on an empty cache — *cold* index throughput (messages/s over wall
    time) and the index size ÷ raw message bytes;
@@ -23,11 +27,8 @@ of the build machine make timings noisy. See bench/README.md ("Search").
 from __future__ import annotations
 
 import argparse
-import base64
-import itertools
 import json
 import os
-import random
 import resource
 import shutil
 import statistics
@@ -36,7 +37,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +58,7 @@ from common import (
     run_in_tempdir,
     tool_version,
 )
+from synth_mail import generate
 
 # mailvault query -> (mu query, notmuch query); {w1} etc. are filled per data set.
 QUERIES: list[tuple[str, str, str]] = [
@@ -72,6 +73,8 @@ QUERIES: list[tuple[str, str, str]] = [
     ("after:{d1} before:{d2}", "date:{d1}..{d2}", "date:{d1}..{d2}"),
     ("has:attachment", "flag:attach", "tag:attachment"),
     ("has:attachment {mid}", "flag:attach AND {mid}", "tag:attachment AND {mid}"),
+    ("{common} OR {mid}", "{common} OR {mid}", "{common} OR {mid}"),
+    ("-{common}", "NOT {common}", "NOT {common}"),
 ]
 CORPUS_TERMS = {
     "common": "razor",
@@ -108,6 +111,7 @@ class DataSet:
     cli_query_ms: float | None = None
     cli_open_ms: float | None = None
     load_after: list[float] = field(default_factory=list)
+    generate_s: float | None = None
 
 
 # --------------------------------------------------------------------------- data
@@ -125,95 +129,6 @@ def build_corpus_maildir(corpus: Path, root: Path) -> tuple[int, int]:
             n += 1
             size += len(data)
     return n, size
-
-
-def _vocabulary(rng: random.Random, n: int) -> list[str]:
-    syll = [
-        "ka",
-        "lo",
-        "mi",
-        "ne",
-        "ru",
-        "ta",
-        "shi",
-        "do",
-        "fe",
-        "gu",
-        "ha",
-        "jo",
-        "pe",
-        "qui",
-        "so",
-        "ve",
-        "wa",
-        "xe",
-        "yo",
-        "zu",
-    ]
-    out, seen = [], set()
-    while len(out) < n:
-        w = "".join(rng.choice(syll) for _ in range(rng.randint(2, 4)))
-        if w not in seen:
-            seen.add(w)
-            out.append(w)
-    return out
-
-
-def build_synthetic_maildir(root: Path, n: int, seed: int = 1) -> tuple[int, int, dict[str, str]]:
-    """``n`` generated messages in 10 folders; returns (messages, bytes, query terms)."""
-    rng = random.Random(seed)
-    vocab = _vocabulary(rng, 50_000)
-    weights = list(itertools.accumulate(1.0 / (r + 1) for r in range(len(vocab))))
-    senders = [f"{rng.choice(vocab)}.{rng.choice(vocab)}@{rng.choice(vocab)}.example" for _ in range(5000)]
-    folders = [f"folder{i}" for i in range(10)]
-    for f in folders:
-        for sub in ("cur", "new", "tmp"):
-            (root / f / sub).mkdir(parents=True, exist_ok=True)
-    start = datetime(2000, 1, 1, tzinfo=UTC)
-    size = 0
-    blob = base64.encodebytes(random.Random(2).randbytes(3000)).decode()
-    for i in range(n):
-        words = rng.choices(vocab, cum_weights=weights, k=rng.randint(60, 400))
-        lines = [" ".join(words[j : j + 12]) for j in range(0, len(words), 12)]
-        subject = " ".join(rng.choices(vocab, cum_weights=weights, k=rng.randint(2, 7)))
-        date = start + timedelta(seconds=rng.randrange(0, 25 * 365 * 86400))
-        head = (
-            f"From: {senders[int(rng.paretovariate(1.2)) % len(senders)]}\n"
-            f"To: {rng.choice(senders)}\nSubject: {subject}\n"
-            f"Date: {date.strftime('%a, %d %b %Y %H:%M:%S +0000')}\n"
-            f"Message-ID: <{i}.{rng.getrandbits(40):x}@bench.example>\nMIME-Version: 1.0\n"
-        )
-        if rng.random() < 0.03:
-            text = (
-                head
-                + 'Content-Type: multipart/mixed; boundary="b"\n\n--b\nContent-Type: text/plain\n\n'
-                + "\n".join(lines)
-                + f'\n--b\nContent-Type: application/pdf\nContent-Disposition: attachment; filename="{words[0]}.pdf"\n'
-                + "Content-Transfer-Encoding: base64\n\n"
-                + blob
-                + "--b--\n"
-            )
-        else:
-            text = head + "Content-Type: text/plain; charset=utf-8\n\n" + "\n".join(lines) + "\n"
-        data = text.encode()
-        p = root / folders[i % 10] / "cur" / f"{i}.bench:2,{'S' if i % 3 else ''}"
-        p.write_bytes(data)
-        ts = date.timestamp()
-        os.utime(p, (ts, ts))
-        size += len(data)
-        if i and i % 100_000 == 0:
-            log(f"  generated {i} messages")
-    terms = {
-        "common": vocab[20],
-        "rare": vocab[30_000],
-        "mid": vocab[800],
-        "sender": senders[1],
-        "subject": vocab[300],
-        "phrase": f"{vocab[0]} {vocab[1]}",
-        "d1": "2010-03-01",
-        "d2": "2010-03-08",
-    }
-    return n, size, terms
 
 
 # --------------------------------------------------------------------------- tools
@@ -263,7 +178,7 @@ def _latencies(
 
 
 def bench_mailvault(
-    ds: DataSet, maildir: Path, top: Path, terms: dict[str, str], args: argparse.Namespace
+    ds: DataSet, source: Path, fmt: str, top: Path, terms: dict[str, str], args: argparse.Namespace
 ) -> None:
     mv = mailvault_cmd()
     if mv is None:
@@ -273,7 +188,7 @@ def bench_mailvault(
     _timed([*mv, "init", str(vault)], env, args.timeout)
     log(f"  mailvault import ({ds.messages} messages) ...")
     wall_import, _ = _timed(
-        [*mv, "import", str(vault), str(maildir), "--account", "bench", "--format", "maildir", "-q"],
+        [*mv, "import", str(vault), str(source), "--account", "bench", "--format", fmt, "-q"],
         env,
         args.timeout,
     )
@@ -287,7 +202,7 @@ def bench_mailvault(
         "mailvault",
         wall,
         index_bytes=stats["index_bytes"],
-        note=f"load {load} at start; import {wall_import:.0f}s",
+        note=f"load {load} at start, {loadavg()} at end; import ({fmt}) {wall_import:.0f}s",
     )
     res.index_cpu = _LAST_CPU[0]
     queries = [q.format(**terms) for q, _, _ in QUERIES]
@@ -376,53 +291,85 @@ def bench_notmuch(
 
 
 def run_dataset(
-    name: str, top: Path, make: Callable[[Path], tuple[int, int, dict[str, str]]], args: argparse.Namespace
+    ds: DataSet,
+    top: Path,
+    source: tuple[Path, str],
+    maildir: Path | None,
+    terms: dict[str, str],
+    args: argparse.Namespace,
 ) -> DataSet:
-    maildir = top / "Maildir"
-    log(f"{name}: writing the Maildir ...")
-    n, size, terms = make(maildir)
-    ds = DataSet(name, n, size, loadavg())
-    bench_mailvault(ds, maildir, top, terms, args)
-    if not args.no_anchors:
+    """mailvault on ``source`` (path, import format); mu and notmuch on ``maildir`` (if any)."""
+    top.mkdir(parents=True, exist_ok=True)
+    bench_mailvault(ds, source[0], source[1], top, terms, args)
+    if maildir is not None:
         bench_mu(ds, maildir, top, terms, args)
         bench_notmuch(ds, maildir, top, terms, args)
     ds.load_after = loadavg()
+    log(render_dataset(asdict(ds)))
     return ds
+
+
+def run_synthetic(top: Path, args: argparse.Namespace) -> list[DataSet]:
+    """The generated data set(s): all ``--synthetic`` messages for mailvault (imported from
+    mbox files); mu and notmuch on a Maildir of the first ``--anchors-max`` of them (the same
+    bytes) — when that is fewer, mailvault is also run on that Maildir, for a like-for-like row."""
+    n = args.synthetic
+    amax = 0 if args.no_anchors else min(n, args.anchors_max or n)
+    log(f"generating {n:,} messages (a Maildir of the first {amax:,}) ...")
+    syn = generate(top / "data", n, maildir_max=amax)
+    log(f"  generated in {syn.seconds:.0f}s, {syn.raw_bytes / 2**20:,.0f} MiB; load {loadavg()}")
+    assert syn.mbox_dir is not None
+    out = []
+    name = f"synthetic {n:,}"
+    ds = DataSet(name, syn.messages, syn.raw_bytes, loadavg(), generate_s=round(syn.seconds, 1))
+    full_anchors = syn.maildir if amax == n else None
+    out.append(run_dataset(ds, top / "full", (syn.mbox_dir, "mbox"), full_anchors, syn.terms, args))
+    if 0 < amax < n:
+        assert syn.maildir is not None
+        shutil.rmtree(top / "full", ignore_errors=True)  # its vault and index: disk space
+        ds = DataSet(f"synthetic {amax:,} (the first of the {n:,})", amax, syn.maildir_bytes, loadavg())
+        out.append(run_dataset(ds, top / "anchors", (syn.maildir, "maildir"), syn.maildir, syn.terms, args))
+    return out
 
 
 # --------------------------------------------------------------------------- report
 
 
+def render_dataset(ds: dict[str, Any]) -> str:
+    gen = f"; generated in {ds['generate_s']:,.0f} s" if ds.get("generate_s") else ""
+    out = [
+        f"{ds['name']}: {ds['messages']:,} messages, {ds['raw_bytes'] / 2**20:,.1f} MiB raw{gen}; "
+        f"load {ds['load_before']} before, {ds['load_after']} after"
+    ]
+    hdr = (
+        f"{'tool':<16} {'index s':>9} {'msg/s':>8} {'CPU s':>8} {'msg/CPU-s':>10} {'index MiB':>10} "
+        f"{'÷ raw':>7} {'query p50 ms':>13} {'p95 ms':>8}  note"
+    )
+    out += [hdr, "-" * len(hdr)]
+    for r in ds["results"]:
+        rate = ds["messages"] / r["index_wall"] if r["index_wall"] else None
+        size = r["index_bytes"]
+        out.append(
+            f"{r['tool'][:16]:<16} {_f(r['index_wall'], 1):>9} {_f(rate, 0):>8} {_f(r.get('index_cpu'), 1):>8} "
+            f"{_f(ds['messages'] / r['index_cpu'] if r.get('index_cpu') else None, 0):>10} "
+            f"{_f(size / 2**20 if size else None, 1):>10} {_f(size / ds['raw_bytes'] if size else None, 3):>7} "
+            f"{_f(r['query_p50_ms'], 1):>13} {_f(r['query_p95_ms'], 1):>8}  {r['note']}"
+        )
+    out.append(
+        f"mailvault: {_f(ds['msgs_per_s'], 0)} msg/s indexed; one `mailvault search` command: "
+        f"{_f(ds['cli_query_ms'], 0)} ms (`mailvault snapshots`, the same start and vault open: "
+        f"{_f(ds.get('cli_open_ms'), 0)} ms)"
+    )
+    out.append("per query, median ms:")
+    for r in ds["results"]:
+        out.append(f"  {r['tool']}: " + "; ".join(f"{q} {v}" for q, v in r["per_query_ms"].items()))
+    return "\n".join(out)
+
+
 def render(report: dict[str, Any]) -> str:
     out = [f"search_bench  {report['date']}", host_line(report["host"]), ""]
     for ds in report["datasets"]:
-        out.append(
-            f"{ds['name']}: {ds['messages']:,} messages, {ds['raw_bytes'] / 2**20:,.1f} MiB raw; "
-            f"load {ds['load_before']} before, {ds['load_after']} after"
-        )
-        hdr = (
-            f"{'tool':<16} {'index s':>9} {'msg/s':>8} {'CPU s':>8} {'msg/CPU-s':>10} {'index MiB':>10} "
-            f"{'÷ raw':>7} {'query p50 ms':>13} {'p95 ms':>8}  note"
-        )
-        out += [hdr, "-" * len(hdr)]
-        for r in ds["results"]:
-            rate = ds["messages"] / r["index_wall"] if r["index_wall"] else None
-            size = r["index_bytes"]
-            out.append(
-                f"{r['tool'][:16]:<16} {_f(r['index_wall'], 1):>9} {_f(rate, 0):>8} {_f(r.get('index_cpu'), 1):>8} "
-                f"{_f(ds['messages'] / r['index_cpu'] if r.get('index_cpu') else None, 0):>10} "
-                f"{_f(size / 2**20 if size else None, 1):>10} {_f(size / ds['raw_bytes'] if size else None, 3):>7} "
-                f"{_f(r['query_p50_ms'], 1):>13} {_f(r['query_p95_ms'], 1):>8}  {r['note']}"
-            )
-        out.append(
-            f"mailvault: {_f(ds['msgs_per_s'], 0)} msg/s indexed; one `mailvault search` command: "
-            f"{_f(ds['cli_query_ms'], 0)} ms (`mailvault snapshots`, the same start and vault open: "
-            f"{_f(ds.get('cli_open_ms'), 0)} ms)"
-        )
-        out.append("per query, median ms:")
-        for r in ds["results"]:
-            out.append(f"  {r['tool']}: " + "; ".join(f"{q} {v}" for q, v in r["per_query_ms"].items()))
-        out.append("")
+        out += [render_dataset(ds), ""]
     out.append(
         "mailvault queries run in-process on an open index (limit 50); mu/notmuch queries are one process "
         "each (compare those with the one-command figure)."
@@ -446,6 +393,14 @@ def main() -> int:
     )
     ap.add_argument("--no-corpus", action="store_true", help="skip corpus A")
     ap.add_argument("--no-anchors", action="store_true", help="skip mu and notmuch")
+    ap.add_argument(
+        "--anchors-max",
+        type=int,
+        default=0,
+        metavar="M",
+        help="run mu and notmuch (and mailvault again, like for like) on only the first M synthetic "
+        "messages (mu indexes ~750 msg/s, notmuch ~370 msg/s: 1M takes them 20-45 min)",
+    )
     ap.add_argument("--repeat", type=int, default=5, help="runs of each query after a warm-up (default 5)")
     add_json_arg(ap)
     add_tempdir_args(ap, temp="Maildirs, vaults and indexes", keep="keep the temp dir")
@@ -456,22 +411,15 @@ def main() -> int:
     def body(top: Path) -> int:
         if not args.no_corpus:
             corpus = args.corpus or default_corpus()
-
-            def make_corpus(root: Path) -> tuple[int, int, dict[str, str]]:
-                n, size = build_corpus_maildir(corpus, root)
-                return n, size, CORPUS_TERMS
-
-            (top / "a").mkdir()
-            report["datasets"].append(asdict(run_dataset("corpus A", top / "a", make_corpus, args)))
-        if args.synthetic:
-            (top / "s").mkdir()
-            ds = run_dataset(
-                f"synthetic {args.synthetic:,}",
-                top / "s",
-                lambda root: build_synthetic_maildir(root, args.synthetic),
-                args,
-            )
+            log("corpus A: writing the Maildir ...")
+            maildir = top / "a" / "Maildir"
+            n, size = build_corpus_maildir(corpus, maildir)
+            ds = DataSet("corpus A", n, size, loadavg())
+            anchors = None if args.no_anchors else maildir
+            run_dataset(ds, top / "a", (maildir, "maildir"), anchors, CORPUS_TERMS, args)
             report["datasets"].append(asdict(ds))
+        if args.synthetic:
+            report["datasets"] += [asdict(ds) for ds in run_synthetic(top / "s", args)]
         print_report(report, args.json, render)
         return 0
 
