@@ -79,6 +79,18 @@ def _open(vault: str, password_file: Path | None, password_command: str | None) 
     return Repository.open(vault, vault_password_provider(password_file, password_command))
 
 
+def on_vault(
+    vault: str, password_file: Path | None, password_command: str | None, fn: Callable[[Any], T]
+) -> T:
+    """Open the vault, call ``fn(repo)``, close it; core errors end as with :func:`run`."""
+
+    def go() -> T:
+        with _open(vault, password_file, password_command) as repo:
+            return fn(repo)
+
+    return run(go)
+
+
 def _human(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if abs(n) < 1024 or unit == "TiB":

@@ -16,6 +16,7 @@ from mailvault.cli.common import (
     _emit_json,
     _open,
     app,
+    on_vault,
     run,
 )
 
@@ -49,11 +50,7 @@ def key_list(
     """List the key files; `current` is the one the given password opened."""
     from mailvault.vault.keys import list_keys
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return list_keys(repo)
-
-    keys = run(go)
+    keys = on_vault(vault, password_file, password_command, list_keys)
     if as_json:
         _emit_json([asdict(k) for k in keys])
         return
@@ -76,11 +73,9 @@ def key_add(
     """Add a password (a new key file for the same master key)."""
     from mailvault.vault.keys import add_key
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return add_key(repo, _new_password(new_password_file))
-
-    key_id = run(go)
+    key_id = on_vault(
+        vault, password_file, password_command, lambda repo: add_key(repo, _new_password(new_password_file))
+    )
     if as_json:
         _emit_json({"id": key_id})
     else:
@@ -99,11 +94,9 @@ def key_remove(
     """Remove a key file (not the one the given password opened; never the last one)."""
     from mailvault.vault.keys import remove_key
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return remove_key(repo, key_id, wait=wait)
-
-    removed = run(go)
+    removed = on_vault(
+        vault, password_file, password_command, lambda repo: remove_key(repo, key_id, wait=wait)
+    )
     if as_json:
         _emit_json({"removed": removed})
     else:

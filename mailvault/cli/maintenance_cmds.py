@@ -19,6 +19,7 @@ from mailvault.cli.common import (
     _open,
     _progress,
     app,
+    on_vault,
     run,
 )
 
@@ -99,11 +100,12 @@ def prune_cmd(
     """Delete data no snapshot needs (exclusive lock; crash-safe)."""
     from mailvault.vault.prune import prune
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return prune(repo, dry_run=dry_run, wait=wait, progress=_progress(quiet, as_json))
-
-    p = run(go)
+    p = on_vault(
+        vault,
+        password_file,
+        password_command,
+        lambda repo: prune(repo, dry_run=dry_run, wait=wait, progress=_progress(quiet, as_json)),
+    )
     if as_json:
         _emit_json({**asdict(p), "bytes_freed": p.bytes_freed})
     elif not quiet:
@@ -122,11 +124,12 @@ def unlock(
     """Remove stale locks left by killed processes."""
     from mailvault.vault.locks import remove_locks
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return remove_locks(repo.backend, repo.sealer, all_locks=remove_all)
-
-    removed = run(go)
+    removed = on_vault(
+        vault,
+        password_file,
+        password_command,
+        lambda repo: remove_locks(repo.backend, repo.sealer, all_locks=remove_all),
+    )
     for lk in removed:
         typer.echo(f"removed {lk.describe()}")
     typer.echo(f"{len(removed)} lock(s) removed")

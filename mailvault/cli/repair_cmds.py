@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -13,10 +13,9 @@ from mailvault.cli.common import (
     Quiet,
     VaultArg,
     _emit_json,
-    _open,
     _progress,
     app,
-    run,
+    on_vault,
 )
 
 
@@ -33,11 +32,12 @@ def repair_cmd(
     """Rebuild the index from the packs, salvage damaged packs, drop lost messages from snapshots."""
     from mailvault.vault.repair import repair
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return repair(repo, dry_run=dry_run, wait=wait, progress=_progress(quiet, as_json))
-
-    r = run(go)
+    r = on_vault(
+        vault,
+        password_file,
+        password_command,
+        lambda repo: repair(repo, dry_run=dry_run, wait=wait, progress=_progress(quiet, as_json)),
+    )
     if as_json:
         _emit_json(r.to_json())
         return

@@ -21,6 +21,7 @@ from mailvault.cli.common import (
     _open,
     _progress,
     app,
+    on_vault,
     run,
 )
 from mailvault.errors import EXIT_ERROR
@@ -38,11 +39,12 @@ def index(
     """Bring the local search index up to date with the vault (plaintext terms; see docs/SEARCH.md)."""
     from mailvault.index import update_index
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return update_index(repo, _progress(quiet, as_json), rebuild=rebuild)
-
-    stats = run(go)
+    stats = on_vault(
+        vault,
+        password_file,
+        password_command,
+        lambda repo: update_index(repo, _progress(quiet, as_json), rebuild=rebuild),
+    )
     if as_json:
         _emit_json(asdict(stats))
     elif not quiet:
@@ -213,11 +215,9 @@ def diff(
     """Per folder: messages added, removed and whose flags changed between two snapshots."""
     from mailvault.index import diff_snapshots
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return diff_snapshots(repo, snap1, snap2, account)
-
-    d = run(go)
+    d = on_vault(
+        vault, password_file, password_command, lambda repo: diff_snapshots(repo, snap1, snap2, account)
+    )
     if as_json:
         _emit_json(
             {

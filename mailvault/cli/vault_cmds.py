@@ -24,6 +24,7 @@ from mailvault.cli.common import (
     _open,
     _progress,
     app,
+    on_vault,
     run,
 )
 from mailvault.errors import EXIT_ERROR, EXIT_PARTIAL
@@ -133,11 +134,7 @@ def snapshots(
 ) -> None:
     """List snapshots, oldest first."""
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return repo.snapshots(account)
-
-    snaps = run(go)
+    snaps = on_vault(vault, password_file, password_command, lambda repo: repo.snapshots(account))
     rows = [
         {
             "id": s.id,
@@ -362,11 +359,7 @@ def stats(
     """Messages, unique blobs, raw and stored bytes, compression ratio."""
     from mailvault.vault.stats import vault_stats
 
-    def go() -> Any:
-        with _open(vault, password_file, password_command) as repo:
-            return vault_stats(repo)
-
-    st = run(go)
+    st = on_vault(vault, password_file, password_command, vault_stats)
     if as_json:
         _emit_json(asdict(st))
         return
