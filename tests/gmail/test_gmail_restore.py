@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 import mailvault.restore
+import mailvault.restore.upload
 from mailvault.cli import app
 from mailvault.restore import RestoreOptions, RestoreResult, restore
 from mailvault.restore_journal import Journal
@@ -157,7 +158,7 @@ class _Clock:
                 return dt.datetime.now(tz) + _Clock.offset
 
         _Clock.offset = dt.timedelta(0)
-        monkeypatch.setattr(mailvault.restore, "datetime", Shifted)
+        monkeypatch.setattr(mailvault.restore.upload, "datetime", Shifted)
 
 
 def test_daily_budget_stops_resumably_and_resumes_the_next_day(

@@ -1,0 +1,187 @@
+"""Running a restore: folders spread over connections, each folder's messages uploaded."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from mailvault.errors import FormatError, IntegrityError, ObjectNotFound
+from mailvault.restore.gmail import _GmailMixin
+from mailvault.restore.model import FolderPlan, RestoreResult
+from mailvault.restore.upload import _date, _Uploader, _UploadMixin
+from mailvault.targets.existing import ExistingMessages
+from mailvault.targets.imap import AppendItem, Rejected
+from mailvault.vault.snapshots import SnapshotFolder
+
+
+class _Restore(_UploadMixin, _GmailMixin):
+    def run(self) -> RestoreResult:
+        r = self.result
+        plans = self.plan()
+        r.folders = plans
+        r.messages = sum(p.messages for p in plans)
+        if self.snap.repairs:
+            lost = sum(len(rec.get("lost_messages", [])) for rec in self.snap.repairs)
+            r.warnings.append(
+                f"snapshot {self.snap.id[:12]} was repaired: {lost} message(s) lost to vault damage are not "
+                "in it (listed in 'mailvault snapshots --json')"
+            )
+        r.bytes = sum(p.bytes for p in plans)
+        folders = {f.name: f for f in self.snap.folders}
+        if self.options.dry_run:
+            for p in plans:
+                self._dry_run_folder(p)
+        else:
+            # \All (Gmail's All Mail) strictly after every other folder.
+            first = [p for p in plans if p.special_use != "\\All"]
+            last = [p for p in plans if p.special_use == "\\All"]
+            self._restore_folders(first, folders)
+            self._restore_folders(last, folders)
+            if self.target.gmail and not r.budget_exhausted and not self._over_quota:
+                self._apply_gmail_labels(plans)
+        for p in plans:
+            if not p.started and not self.options.dry_run:
+                p.pending = p.messages  # the budget ran out (or the target filled up) before this folder
+            if self._over_quota and p.pending:
+                # One line per folder, not one per message: every further APPEND would be refused.
+                r.failures.append(
+                    f"{p.source}: {p.pending} of {p.messages} message(s) not restored: the target account "
+                    f"is over quota ({self._over_quota}); make room or raise the quota, then rerun"
+                )
+            r.uploaded += p.uploaded
+            r.uploaded_bytes += p.uploaded_bytes
+            r.skipped_existing += p.skipped_existing
+            r.already_there += p.already + p.skipped_existing
+            r.failed += p.failed
+            r.pending += p.pending
+            r.labels_applied += p.labelled
+        r.duration = round(time.monotonic() - self.started, 3)
+        return r
+
+    def _restore_folders(self, plans: list[FolderPlan], folders: dict[str, SnapshotFolder]) -> None:
+        n = min(self._connections(len(plans)), len(plans))
+        if n <= 1:
+            for p in plans:
+                if self.result.budget_exhausted or self._over_quota:
+                    break
+                self._restore_folder(p, folders[p.source])
+            return
+        # Biggest folders first, spread over n connections.
+        queue = sorted(plans, key=lambda p: p.bytes, reverse=True)
+        lock = threading.Lock()
+
+        def worker() -> None:
+            assert self._connect is not None
+            self._local.target = self._connect()
+            try:
+                while not self.result.budget_exhausted and not self._over_quota:
+                    with lock:
+                        if not queue:
+                            return
+                        p = queue.pop(0)
+                    self._restore_folder(p, folders[p.source])
+            finally:
+                self._local.target.close()
+                self._local.target = None
+
+        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-restore") as pool:
+            for f in [pool.submit(worker) for _ in range(n)]:
+                f.result()
+
+    def _ensure_folder(self, p: FolderPlan) -> bool:
+        if not p.create:
+            return True
+        try:
+            self.target.create(p.target_raw)
+        except Rejected as exc:
+            p.failed = p.messages
+            suggestion = re.sub(r"[^\w /.-]", "_", p.target)
+            self.result.failures.append(
+                f"folder {p.target!r}: the server refused to create it ({exc}); "
+                f"try --map {p.source!r}={suggestion!r}"
+            )
+            return False
+        p.create = False
+        return True
+
+    def _restore_folder(self, p: FolderPlan, folder: SnapshotFolder) -> None:
+        p.started = True
+        if not self._ensure_folder(p):
+            return
+        state = self.target.select(p.target_raw)
+        done = self.journal.done(self.key, p.target_raw, state.uidvalidity)
+        try:
+            occurrences = self._occurrences(folder)
+        except (IntegrityError, FormatError, ObjectNotFound) as exc:
+            p.failed = p.messages
+            self.result.failures.append(
+                f"{p.source}: the folder's list of messages cannot be read from the vault ({exc}); "
+                f"{p.messages} message(s) not restored"
+            )
+            return
+        work = [w for w in occurrences if (w.entry.blob, w.seq) not in done]
+        p.already = len(occurrences) - len(work)
+        if not work:
+            return
+        gmail = self.target.gmail
+        if gmail:
+            before = len(work)
+            work = self._gmail_filter(p, state, work)
+            p.already += before - len(work)  # uploaded once elsewhere: this folder becomes a label
+        # Messages already in the target that the journal does not account for (another tool,
+        # a lost journal, a kill between APPEND and journal): matched by Message-ID and size.
+        existing = ExistingMessages(self.target)
+        if state.exists > len(done):
+            existing.load(self.journal.done_uids(self.key, p.target_raw, state.uidvalidity))
+        skipped_rows: list[tuple[str, int, int | None]] = []
+        dropped: set[str] = set()
+        uploader = _Uploader(self, p, state)
+        with self.progress.bar(p.target[:30], total=len(work)) as bar:
+            for i, w in enumerate(work):
+                bar.update()
+                try:
+                    raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
+                except (IntegrityError, FormatError, ObjectNotFound) as exc:
+                    p.failed += 1
+                    self.result.failures.append(
+                        f"{p.source} UID {w.entry.uid} ({w.entry.size} bytes, blob {w.entry.blob[:12]}): "
+                        f"cannot be read from the vault: {exc}"
+                    )
+                    continue
+                bar.set_postfix(f"{p.uploaded_bytes >> 20} MiB uploaded")
+                if existing:
+                    uid_there = existing.take(raw, w.entry.blob)
+                    if uid_there is not None:
+                        skipped_rows.append((w.entry.blob, w.seq, uid_there))
+                        p.skipped_existing += 1
+                        continue
+                if self.limit is not None and len(raw) > self.limit:
+                    p.failed += 1
+                    self._fail_once(
+                        w.entry.blob,
+                        f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is over the target's APPENDLIMIT "
+                        f"({self.limit}); not uploaded",
+                    )
+                    continue
+                if self.budget_bytes is not None and len(raw) > self.budget_bytes:
+                    p.failed += 1
+                    self._fail_once(
+                        w.entry.blob,
+                        f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is more than the whole daily upload "
+                        f"budget ({self.budget_bytes // 1_000_000} MB); raise --max-upload-mb-per-day",
+                    )
+                    continue
+                flags = [f for f in w.entry.flags if state.allows(f)]
+                dropped.update(f for f in w.entry.flags if not state.allows(f) and f.lower() != "\\recent")
+                if not uploader.add(w, AppendItem(raw, flags, _date(w.entry, raw)), len(work) - i):
+                    break
+            uploader.finish()
+        if skipped_rows:
+            self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
+        if dropped:
+            p.dropped_flags = sorted(dropped)
+            self.result.warnings.append(
+                f"{p.target}: the server does not keep {', '.join(sorted(dropped))}; restored without them"
+            )
