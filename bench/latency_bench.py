@@ -460,7 +460,18 @@ def append_new(ctx: Ctx) -> None:
             client.logout()
 
 
+def byte_compile() -> None:
+    """Byte-compile the mailvault package, as ``pip install`` does: an editable install run under
+    PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module at every start (~0.2 s)."""
+    import compileall
+
+    import mailvault
+
+    compileall.compile_dir(Path(mailvault.__file__).parent, quiet=1)
+
+
 def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
+    byte_compile()
     corpus = subset(load_corpus(args.corpus), args.messages)
     gcorpus = subset(corpus, args.gmail_messages)
     server.mail_fsync = args.server_fsync

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tqdm import tqdm
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
@@ -21,11 +22,13 @@ class Progress:
 
 class Bar:
     def __init__(self, enabled: bool, desc: str, total: float | None, unit: str, unit_scale: bool) -> None:
-        self._bar: tqdm[Any] | None = (
-            tqdm(total=total, desc=desc, unit=unit, unit_scale=unit_scale, leave=False, file=sys.stderr)
-            if enabled
-            else None
-        )
+        self._bar: tqdm[Any] | None = None
+        if enabled:
+            from tqdm import tqdm  # only when a human watches: not loaded by cron runs
+
+            self._bar = tqdm(
+                total=total, desc=desc, unit=unit, unit_scale=unit_scale, leave=False, file=sys.stderr
+            )
 
     def update(self, n: float = 1) -> None:
         if self._bar is not None:

@@ -136,11 +136,12 @@ AllowPlaintext = Annotated[
 def _cli_providers(url: str) -> Any:
     """For a ``PROVIDER:ADDRESS``: the providers of the config file ($MAILVAULT_CONFIG or the default
     path) when there is one, so its [oauth2_providers] tables apply on the command line too."""
-    from mailvault.config import default_config_path, load_config
     from mailvault.net.providers import split_address
 
     if split_address(url) is None or "://" in url:
         return None
+    from mailvault.config import default_config_path, load_config
+
     path = default_config_path()
     return load_config(path).providers if path.exists() else None
 
@@ -187,6 +188,8 @@ def _server_access(
 
 def _bind_vault(repo: Any, *creds: Any) -> None:
     """Credentials of a ``PROVIDER:ADDRESS`` read their OAuth2 tokens from the vault just opened."""
+    if all(c.oauth2_token is None for c in creds):
+        return  # passwords: nothing to bind (and the OAuth2 modules stay unloaded)
     from mailvault.auth.access import bind_vault
 
     for c in creds:

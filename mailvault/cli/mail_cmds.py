@@ -68,7 +68,7 @@ def backup(
     as_json: Json = False,
 ) -> None:
     """Back up an IMAP or POP3 account into the vault (one snapshot per run)."""
-    from mailvault.backup import BackupOptions
+    from mailvault.backup import BackupOptions, EarlySource
     from mailvault.backup import backup as run_backup
     from mailvault.errors import ConfigError
 
@@ -87,9 +87,18 @@ def backup(
             delete_after_days=delete_after_days,
             connections=_backup_connections(_connections_for(endpoint, connections)),
         )
-        with _open(vault, vault_password_file, vault_password_command) as repo:
-            _bind_vault(repo, creds)
-            return run_backup(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
+        # The IMAP login and folder list happen while the vault key is derived (scrypt), unless the
+        # credentials are tokens kept in the vault itself.
+        early = EarlySource(endpoint, creds, tls, options) if _early_ok(endpoint, creds) else None
+        try:
+            with _open(vault, vault_password_file, vault_password_command) as repo:
+                _bind_vault(repo, creds)
+                return run_backup(
+                    repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json), early=early
+                )
+        finally:
+            if early is not None:
+                early.discard()
 
     result = run(go)
     if as_json:
@@ -251,7 +260,10 @@ def migrate(
     max_upload_mb_per_day: Annotated[int | None, typer.Option("--max-upload-mb-per-day")] = None,
     connections: Annotated[
         str,
-        typer.Option("--connections", help="Parallel target connections: auto (at most 4) or N."),
+        typer.Option(
+            "--connections",
+            help="Parallel connections to each server: auto (at most 4; large folders are split) or N.",
+        ),
     ] = "auto",
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Back up, then only print the restore plan.")
@@ -301,7 +313,11 @@ def migrate(
                 src_ep,
                 src_creds,
                 tls,
-                BackupOptions(account=name, folders=folder or ()),
+                BackupOptions(
+                    account=name,
+                    folders=folder or (),
+                    connections=_backup_connections(_connections_for(src_ep, connections)),
+                ),
                 progress=_progress(quiet, as_json),
             )
             options = RestoreOptions(
@@ -344,6 +360,11 @@ def _default_migrate_vault() -> str:
     import platformdirs
 
     return str(Path(platformdirs.user_data_dir("mailvault")) / "migrate-vault")
+
+
+def _early_ok(endpoint: Any, creds: Any) -> bool:
+    """Whether the IMAP source may be opened before the vault: not for tokens the vault holds."""
+    return bool(endpoint.protocol == "imap" and not hasattr(creds.oauth2_token, "bind"))
 
 
 def _backup_connections(n: int | None) -> int:

@@ -202,6 +202,11 @@ class ImapConnection:
         self._readonly = False
         self._validity: int | None = None
         self.capabilities: set[str] = set()
+        #: Commands sent without waiting for their answer: (name, tag, sent at). Settled (their
+        #: answers read, :meth:`_settled` called) before the next command that waits.
+        self._pending: list[tuple[str, bytes, float]] = []
+        #: Round-trip time measured on this connection (seconds; None until a command told it).
+        self.rtt: float | None = None
         self._open()
 
     def _open(self) -> None:
@@ -209,17 +214,52 @@ class ImapConnection:
         self.capabilities = {text(c).upper() for c in client.capabilities()}
         self._client = client
         self._selected = None
+        self._pending = []
         self._after_open(client)
 
     def _after_open(self, client: imapclient.IMAPClient) -> None:
         """Hook for ENABLE and the like."""
+
+    def _send_pending(self, name: str, *args: str) -> None:
+        """Send a command whose answer is read later (pipelined behind the next ones)."""
+        assert self._client is not None
+        tag = self._client._imap._command(name, *args)
+        self._pending.append((name, tag, time.monotonic()))
+
+    def _settle(self) -> None:
+        """Read the answers of the commands sent with :meth:`_send_pending`."""
+        pending, self._pending = self._pending, []
+        assert self._client is not None
+        for name, tag, sent in pending:
+            try:
+                typ, data = self._client._imap._command_complete(name, tag)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError as exc:
+                typ, data = "BAD", [str(exc).encode()]
+            self._measured(time.monotonic() - sent)
+            self._settled(name, typ, data)
+
+    def _settled(self, name: str, typ: str, data: list[Any]) -> None:
+        """Hook: the answer of a pipelined command (``typ`` OK / NO / BAD)."""
+
+    def _measured(self, seconds: float) -> None:
+        """A small command took ``seconds`` from sending to its answer: an upper bound of the RTT."""
+        self.rtt = seconds if self.rtt is None else min(self.rtt, seconds)
 
     @property
     def client(self) -> imapclient.IMAPClient:
         if self._client is None:
             self._open()
         assert self._client is not None
+        if self._pending:
+            self._settle()
         return self._client
+
+    @property
+    def selected(self) -> str | None:
+        """The raw name of the folder selected on this connection (None: none)."""
+        return self._selected
 
     @property
     def gmail(self) -> bool:
@@ -268,35 +308,57 @@ class ImapConnection:
                 self._sleep(delay)
                 delay = min(delay * 2, 300)
             except NETWORK_ERRORS as exc:
-                if attempt == self.max_retries:
-                    raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
-                if backoff:
-                    self._sleep(backoff)
-                    backoff = min(backoff * 2, 5)
-                try:
-                    self._reconnect(f"{what}: {exc}")
-                except ConnectError:
-                    if attempt + 1 >= self.max_retries:
-                        raise
+                backoff = self.recover(what, exc, attempt, backoff)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def recover(self, what: str, exc: BaseException, attempt: int, backoff: float) -> float:
+        """After a network error on try ``attempt`` (0-based) of ``what``: give up (ConnectError)
+        once :attr:`max_retries` is reached, else wait ``backoff`` and reconnect; returns the next
+        backoff."""
+        if attempt >= self.max_retries:
+            raise ConnectError(f"{what}: connection lost {attempt + 1} times ({exc})") from None
+        if backoff:
+            self._sleep(backoff)
+            backoff = min(backoff * 2, 5)
+        try:
+            self._reconnect(f"{what}: {exc}")
+        except ConnectError:
+            if attempt + 1 >= self.max_retries:
+                raise
+        return backoff
+
+    def _list_args(self, with_status: bool) -> tuple[str, ...] | None:
+        """The extended LIST command's arguments, or None when the server has only plain LIST."""
+        if not {"SPECIAL-USE", "LIST-EXTENDED"} <= self.capabilities:
+            return None
+        # RFC 6154: ask for the special-use attributes; plain LIST need not carry them.
+        # RFC 5819: with LIST-STATUS, every folder's STATUS comes in the same round trip.
+        ret = "SPECIAL-USE"
+        if with_status and "LIST-STATUS" in self.capabilities:
+            items = "MESSAGES UIDNEXT UIDVALIDITY" + (
+                " HIGHESTMODSEQ" if "CONDSTORE" in self.capabilities else ""
+            )
+            ret += f" STATUS ({items})"
+        return ('""', '"*"', "RETURN", f"({ret})")
+
+    def _list_result(
+        self, client: imapclient.IMAPClient, typ: str, dat: list[Any], args: tuple[str, ...]
+    ) -> tuple[Any, dict[str, dict[str, int]]] | None:
+        """The folders and statuses of an answered extended LIST (None: it was refused)."""
+        if typ != "OK":
+            return None
+        typ, dat = client._imap._untagged_response(typ, dat, "LIST")
+        statuses = client._imap.untagged_responses.pop("STATUS", []) if "STATUS" in args[-1] else []
+        return client._proc_folder_list(dat), _parse_statuses(statuses)
 
     def _list(self, with_status: bool) -> tuple[Any, dict[str, dict[str, int]]]:
         client = self.client
-        if {"SPECIAL-USE", "LIST-EXTENDED"} <= self.capabilities:
-            # RFC 6154: ask for the special-use attributes; plain LIST need not carry them.
-            # RFC 5819: with LIST-STATUS, every folder's STATUS comes in the same round trip.
-            ret = "SPECIAL-USE"
-            status = with_status and "LIST-STATUS" in self.capabilities
-            if status:
-                items = "MESSAGES UIDNEXT UIDVALIDITY" + (
-                    " HIGHESTMODSEQ" if "CONDSTORE" in self.capabilities else ""
-                )
-                ret += f" STATUS ({items})"
-            typ, dat = client._imap._simple_command("LIST", '""', '"*"', "RETURN", f"({ret})")
-            if typ == "OK":
-                typ, dat = client._imap._untagged_response(typ, dat, "LIST")
-                statuses = client._imap.untagged_responses.pop("STATUS", []) if status else []
-                return client._proc_folder_list(dat), _parse_statuses(statuses)
+        args = self._list_args(with_status)
+        if args is not None:
+            typ, dat = client._imap._simple_command("LIST", *args)
+            got = self._list_result(client, typ, dat, args)
+            if got is not None:
+                return got
         return client.list_folders(), {}
 
     def personal_namespace(self) -> tuple[str, str | None]:
@@ -309,15 +371,62 @@ class ImapConnection:
             ns = self.retrying("NAMESPACE", lambda: self.client.namespace())  # noqa: PLW0108
         except IMAPClientError:
             return "", None
-        if ns.personal:
-            prefix, delim = ns.personal[0]
-            return text(prefix), text(delim) if delim else None
-        return "", None
+        return _personal(ns.personal)
 
     def list_folders(self, *, with_status: bool = False) -> list[ListedFolder]:
         """LIST "" "*" with decoded names and the special-use attribute (RFC 6154); with
         ``with_status`` and LIST-STATUS offered, each folder's STATUS too."""
-        listing, statuses = self.retrying("LIST", lambda: self._list(with_status))
+        return self._listed(self.retrying("LIST", lambda: self._list(with_status)))
+
+    def namespace_and_folders(
+        self, *, with_status: bool = False
+    ) -> tuple[tuple[str, str | None], list[ListedFolder]]:
+        """:meth:`personal_namespace` and :meth:`list_folders` in one round trip: NAMESPACE and
+        LIST pipelined behind whatever was sent without waiting (ENABLE). Falls back to one
+        command at a time when the server lacks the extensions or the pipelined try fails."""
+        args = self._list_args(with_status)
+        if args is not None and self._client is not None:
+            try:
+                got = self._pipelined_start(args)
+            except NETWORK_ERRORS:
+                got = None  # the one-at-a-time path below reconnects
+            if got is not None:
+                return got
+        return self.personal_namespace(), self.list_folders(with_status=with_status)
+
+    def _pipelined_start(
+        self, args: tuple[str, ...]
+    ) -> tuple[tuple[str, str | None], list[ListedFolder]] | None:
+        client = self._client
+        assert client is not None
+        imap = client._imap
+        ns_tag = imap._command("NAMESPACE") if "NAMESPACE" in self.capabilities else None
+        list_tag = imap._command("LIST", *args)
+        self._settle()
+        namespace: tuple[str, str | None] = ("", None)
+        if ns_tag is not None:
+            try:
+                typ, dat = imap._command_complete("NAMESPACE", ns_tag)
+            except IMAPClientAbortError:
+                raise
+            except IMAPClientError:
+                typ, dat = "BAD", []
+            if typ == "OK":
+                typ, dat = imap._untagged_response(typ, dat, "NAMESPACE")
+                with contextlib.suppress(ValueError, TypeError, IndexError, IMAPClientError):
+                    parsed = parse_response(dat)
+                    namespace = _personal(parsed[0] if parsed else None)
+        try:
+            typ, dat = imap._command_complete("LIST", list_tag)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError:
+            return None
+        got = self._list_result(client, typ, dat, args)
+        return None if got is None else (namespace, self._listed(got))
+
+    def _listed(self, got: tuple[Any, dict[str, dict[str, int]]]) -> list[ListedFolder]:
+        listing, statuses = got
         specials = {s.lower(): s for s in SPECIAL_USE}
         out = []
         for flags, delim, name in listing:
@@ -330,6 +439,14 @@ class ImapConnection:
                 )
             )
         return out
+
+
+def _personal(personal: Any) -> tuple[str, str | None]:
+    """(prefix, delimiter) of the first personal namespace of a NAMESPACE answer."""
+    if personal:
+        prefix, delim = personal[0]
+        return text(prefix), text(delim) if delim else None
+    return "", None
 
 
 def _parse_statuses(data: list[Any]) -> dict[str, dict[str, int]]:

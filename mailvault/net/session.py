@@ -256,6 +256,10 @@ def connect_imap(
     except IMAPClientError as exc:
         raise ProtocolError(f"{_where(ep)}: {exc}") from None
     _guard_literals(client, ep)
+    # Pipelined commands are small writes in a row: Nagle's algorithm would hold each one back
+    # until the previous one is acknowledged, a round trip per command.
+    with contextlib.suppress(OSError, AttributeError):
+        client.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         if not ep.implicit_tls:
             if client.has_capability("STARTTLS"):

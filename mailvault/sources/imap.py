@@ -8,7 +8,10 @@ when the connection drops.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,12 +22,17 @@ from imapclient.exceptions import IMAPClientError
 
 from mailvault.model import FolderInfo
 from mailvault.net import mutf7
-from mailvault.net.imap import ImapConnection, text, uid_fetch, uid_set
+from mailvault.net.fetch import BatchSizer, FetchCommand, FetchPipeline
+from mailvault.net.imap import NETWORK_ERRORS, ImapConnection, ListedFolder, text, uid_fetch, uid_set
 
 #: Default FETCH batch limits: whichever is reached first.
 BATCH_BYTES = 4 << 20
 BATCH_COUNT = 1000
 MAX_RETRIES = 3
+#: Round-trip time assumed until one was measured on the connection.
+DEFAULT_RTT = 0.05
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -91,18 +99,40 @@ class ImapSource(ImapConnection):
         self.batch_bytes = batch_bytes
         self.batch_count = batch_count
         self.stats = ImapStats()
+        self._listing: list[ListedFolder] | None = None
+        #: The personal namespace as :meth:`prepare` found it (None: not asked yet).
+        self.namespace: tuple[str, str | None] | None = None
+        #: Pipelined FETCH commands sent (the tests count them).
+        self.fetch_commands = 0
         super().__init__(connect, max_retries=MAX_RETRIES)
 
     def _after_open(self, client: imapclient.IMAPClient) -> None:
         if "CONDSTORE" in self.capabilities and "ENABLE" in self.capabilities:
-            try:
-                client.enable("CONDSTORE")
-            except IMAPClientError:
-                self.capabilities.discard("CONDSTORE")
+            # Not waited for: its answer is read before the next command that waits, so the
+            # NAMESPACE and LIST of a backup share its round trip.
+            self._send_pending("ENABLE", "CONDSTORE")
+
+    def _settled(self, name: str, typ: str, data: list[Any]) -> None:
+        if name == "ENABLE" and typ != "OK":
+            self.capabilities.discard("CONDSTORE")
 
     @property
     def condstore(self) -> bool:
+        if self._pending:
+            self._settle()  # a refused ENABLE takes CONDSTORE away
         return "CONDSTORE" in self.capabilities
+
+    def close(self) -> None:
+        """LOGOUT without waiting for the server's goodbye: a backup has nothing left to hear."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client._imap.send(client._imap._new_tag() + b" LOGOUT\r\n")
+        except Exception:  # the connection may already be gone
+            log.debug("LOGOUT not sent", exc_info=True)
+        with contextlib.suppress(Exception):  # closing a broken or closed connection
+            client.shutdown()
 
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         return self.retrying(what, fn)
@@ -110,13 +140,21 @@ class ImapSource(ImapConnection):
     # -- folders ------------------------------------------------------------------------
     def folders(self) -> list[RemoteFolder]:
         """Every selectable folder, with its special-use attribute."""
+        listed = self._listing if self._listing is not None else self.list_folders(with_status=True)
+        self._listing = None
         return [
             RemoteFolder(
                 FolderInfo(f.name, f.name_raw, f.delimiter, f.special_use), f.attributes, _listed(f.status)
             )
-            for f in self.list_folders(with_status=True)
+            for f in listed
             if f.selectable
         ]
+
+    def prepare(self) -> tuple[str, str | None]:
+        """The personal namespace, with the folder list (LIST-STATUS) asked in the same round trip;
+        :meth:`folders` then returns that list once."""
+        self.namespace, self._listing = self.namespace_and_folders(with_status=True)
+        return self.namespace
 
     def examine(self, name_raw: str) -> FolderState:
         """EXAMINE (read-only SELECT) a folder and return its state."""
@@ -178,22 +216,81 @@ class ImapSource(ImapConnection):
         return sorted(int(u) for u in self._retrying("UID SEARCH", lambda: self.client.search("ALL")))
 
     def fetch(self, metas: Sequence[MessageMeta]) -> Iterator[Fetched | FetchFailure]:
-        """Bodies of the given messages (BODY.PEEK[]), in batches bounded by bytes and count.
+        """Bodies of the given messages (BODY.PEEK[]), pipelined: several UID-range FETCH commands
+        in flight, batches sized by the connection's round-trip time and rate, bounded by
+        ``batch_bytes`` and ``batch_count``. Bodies come in the order the server sends them.
 
         Flags and INTERNALDATE come from the metadata fetch that produced ``metas``; asking
-        for them again would double the parsing, which is the CPU cost of a backup.
+        for them again would double the parsing, which is the CPU cost of a backup. A dropped
+        connection is reopened and what did not arrive is asked again; a batch the server
+        refuses is narrowed down one command at a time (:meth:`_fetch_batch`).
         """
-        items = ["BODY.PEEK[]"]
-        batch: list[MessageMeta] = []
+        by_uid = {m.uid: m for m in metas}
+        done: set[int] = set()
+        refused: list[list[MessageMeta]] = []
+        sizer = BatchSizer(self.rtt or DEFAULT_RTT, self.batch_bytes)
+        attempt, backoff = 0, self.network_backoff
+        while True:
+            todo = [m for m in metas if m.uid not in done]
+            if not todo:
+                break
+            try:
+                yield from self._pipelined(todo, by_uid, done, refused, sizer)
+                break
+            except NETWORK_ERRORS as exc:
+                backoff = self.recover("FETCH bodies", exc, attempt, backoff)
+                attempt += 1
+        for batch in refused:
+            yield from self._fetch_batch(batch, ["BODY.PEEK[]"])
+
+    def _batches(self, metas: list[MessageMeta], sizer: BatchSizer) -> Iterator[FetchCommand]:
+        """UID-range batches, each as big as the sizer says when the pipeline asks for it."""
+        batch: list[int] = []
         size = 0
         for meta in metas:
-            if batch and (size + meta.size > self.batch_bytes or len(batch) >= self.batch_count):
-                yield from self._fetch_batch(batch, items)
+            if batch and (size + meta.size > sizer.batch_bytes or len(batch) >= self.batch_count):
+                yield FetchCommand(batch, uid_set(batch))
                 batch, size = [], 0
-            batch.append(meta)
+            batch.append(meta.uid)
             size += meta.size
         if batch:
-            yield from self._fetch_batch(batch, items)
+            yield FetchCommand(batch, uid_set(batch))
+
+    def _pipelined(
+        self,
+        metas: list[MessageMeta],
+        by_uid: dict[int, MessageMeta],
+        done: set[int],
+        refused: list[list[MessageMeta]],
+        sizer: BatchSizer,
+    ) -> Iterator[Fetched | FetchFailure]:
+        pipeline = FetchPipeline(self.client, ["BODY.PEEK[]"], b"BODY[]", depth=sizer.depth)
+        last = time.monotonic()
+        try:
+            for cmd, uid, data in pipeline.run(self._batches(metas, sizer)):
+                if uid is not None:
+                    body = data[b"BODY[]"]
+                    if not isinstance(body, bytes):
+                        body = text(body).encode("utf-8", "surrogateescape")
+                    done.add(uid)
+                    self.stats.bytes_fetched += len(body)
+                    self.stats.messages_fetched += 1
+                    yield Fetched(by_uid[uid], body)
+                    continue
+                now = time.monotonic()
+                sizer.observe(cmd.nbytes, now - max(cmd.started, last))
+                last = now
+                pipeline.depth = sizer.depth
+                missing = [by_uid[u] for u in cmd.uids if u not in cmd.received]
+                done.update(m.uid for m in missing)
+                if cmd.status != "OK":
+                    if missing:
+                        refused.append(missing)
+                    continue
+                for m in missing:
+                    yield FetchFailure(m.uid, "server returned no body (message expunged meanwhile?)")
+        finally:
+            self.fetch_commands += pipeline.sent
 
     def _fetch_batch(self, batch: list[MessageMeta], items: list[str]) -> Iterator[Fetched | FetchFailure]:
         msgset = uid_set([m.uid for m in batch])

@@ -112,6 +112,12 @@ class ManifestRows:
         self.count += 1
         self.bytes += e.size
 
+    def extend(self, other: ManifestRows) -> None:
+        """Append the rows of ``other`` (built apart, e.g. on another connection), in order."""
+        self._rows.extend(other._rows)
+        self.count += other.count
+        self.bytes += other.bytes
+
     def encode(self) -> bytes:
         return ('{"messages":[' + ",".join(self._rows) + '],"v":' + str(MANIFEST_VERSION) + "}").encode()
 

@@ -1,0 +1,503 @@
+"""The IMAP side of ``mailvault backup``: folders, and chunks of large folders, over parallel connections.
+
+Work comes in two kinds of task, shared by every connection of the run:
+
+* *plan* a folder: its state (from LIST-STATUS when that tells it is unchanged or empty, else
+  EXAMINE), the UIDs (UID SEARCH), cut into chunks;
+* a *chunk*: metadata FETCH of its UIDs (CONDSTORE ``CHANGEDSINCE`` for known messages), then the
+  bodies it lacks by pipelined FETCH (:mod:`mailvault.net.fetch`), stored as they arrive.
+
+A connection keeps to the folder it has selected while that folder has chunks left, plans the
+next folder when it has none, and takes the largest chunk of another folder when every folder
+is planned: one large folder is split over every connection. A chunk on another connection
+EXAMINEs the folder there and checks its UIDVALIDITY. The manifest of a folder is its chunks'
+rows in UID order, however they were spread: the same snapshot as over one connection.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from mailvault.backup_common import BackupBase, BackupOptions, BackupResult, folder_selected
+from mailvault.errors import ProtocolError, RemoteError
+from mailvault.model import FolderInfo, header_block, message_id
+from mailvault.net import mutf7
+from mailvault.net.imap import AUTO, connection_count
+from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
+from mailvault.prefetch import prefetch
+from mailvault.progress import Bar, Progress
+from mailvault.sources.imap import Fetched, FetchFailure, FolderState, ImapSource, MessageMeta, RemoteFolder
+from mailvault.vault.repository import Repository, VaultWriter
+from mailvault.vault.snapshots import ManifestEntry, ManifestRows, SnapshotFolder
+
+#: UIDs handled per round of metadata FETCH + body FETCH in a folder (one connection).
+UID_CHUNK = 2000
+#: With several connections a folder is cut into chunks of at least this many UIDs.
+MIN_SPLIT = 250
+#: ``auto``: about this many messages to fetch make one more connection worth opening.
+MESSAGES_PER_CONNECTION = 500
+
+
+def open_source(
+    endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: BackupOptions, *, prepare: bool = False
+) -> ImapSource:
+    """A logged-in read-only source; with ``prepare``, its namespace and folder list asked too."""
+    source = ImapSource(lambda: connect_imap(endpoint, creds, tls), batch_bytes=options.batch_bytes)
+    if prepare:
+        try:
+            source.prepare()
+        except BaseException:
+            source.close()
+            raise
+    return source
+
+
+class EarlySource:
+    """The backup's first IMAP connection, opened (login, ENABLE, NAMESPACE, LIST-STATUS) on a
+    thread while the caller does something slow, such as deriving the vault key with scrypt.
+
+    :meth:`take` returns it (or raises what opening it raised); :meth:`discard` closes one never
+    taken. Only for credentials that do not need the vault (passwords, token commands)."""
+
+    def __init__(
+        self, endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: BackupOptions
+    ) -> None:
+        self._result: ImapSource | None = None
+        self._error: BaseException | None = None
+        self._taken = False
+        self._lock = threading.Lock()
+
+        def work() -> None:
+            try:
+                source = open_source(endpoint, creds, tls, options, prepare=True)
+            except BaseException as exc:  # handed to take()
+                self._error = exc
+                return
+            with self._lock:
+                abandoned = self._taken
+                self._result = source
+            if abandoned:  # discarded while it was connecting
+                source.close()
+
+        self._thread = threading.Thread(target=work, name="mailvault-connect", daemon=True)
+        self._thread.start()
+
+    def take(self) -> ImapSource:
+        self._thread.join()
+        self._taken = True
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
+
+    def discard(self) -> None:
+        """Close the connection if it was never taken; one still connecting closes when it is
+        done (a daemon thread: the process does not wait for it)."""
+        with self._lock:
+            if self._taken:
+                return
+            self._taken = True
+            source = self._result
+        if source is not None:
+            source.close()
+
+
+@dataclass
+class _Job:
+    """A folder with work: its chunks of UIDs and, per chunk, the manifest rows once done."""
+
+    index: int
+    info: FolderInfo
+    pf: SnapshotFolder | None
+    uidvalidity: int | None
+    known: dict[int, ManifestEntry]
+    condstore: bool
+    chunks: list[list[int]]
+    bar: Bar
+    rows: list[ManifestRows | None] = field(default_factory=list)
+    left: int = 0
+
+
+@dataclass
+class _Task:
+    plan: int | None = None  # index of a folder to plan
+    job: _Job | None = None  # or a chunk of a planned folder
+    chunk: int = 0
+
+
+class _Work:
+    """The tasks of a run, taken by every connection (see the module doc for the order)."""
+
+    def __init__(self, folders: int) -> None:
+        self._cond = threading.Condition()
+        self._plans: deque[int] = deque(range(folders))
+        self._chunks: list[tuple[_Job, int]] = []
+        self._busy = 0
+        self.failed = False
+
+    def take(self, selected: str | None) -> _Task | None:
+        with self._cond:
+            while True:
+                if self.failed:
+                    return None
+                task = self._pick(selected)
+                if task is not None:
+                    self._busy += 1
+                    return task
+                if self._busy == 0:
+                    return None  # nothing left, and nobody is planning more
+                self._cond.wait()
+
+    def _pick(self, selected: str | None) -> _Task | None:
+        if self._chunks:
+            own = [i for i, (job, _) in enumerate(self._chunks) if job.info.name_raw == selected]
+            if own or not self._plans:
+                i = own[0] if own else max(range(len(self._chunks)), key=self._size)
+                job, k = self._chunks.pop(i)
+                return _Task(job=job, chunk=k)
+        if self._plans:
+            return _Task(plan=self._plans.popleft())
+        return None
+
+    def _size(self, k: int) -> int:
+        job, c = self._chunks[k]
+        return len(job.chunks[c])
+
+    def done(self, job: _Job | None = None) -> None:
+        """A task is finished; ``job``: a planned folder whose chunks are now to be taken."""
+        with self._cond:
+            self._busy -= 1
+            if job is not None:
+                self._chunks.extend((job, k) for k in range(len(job.chunks)))
+            self._cond.notify_all()
+
+    def fail(self) -> None:
+        with self._cond:
+            self.failed = True
+            self._busy -= 1
+            self._cond.notify_all()
+
+
+class ImapBackup(BackupBase):
+    kind = "imap"
+
+    def __init__(
+        self,
+        repo: Repository,
+        endpoint: Endpoint,
+        source: ImapSource,
+        options: BackupOptions,
+        progress: Progress,
+        open_source: Callable[[], ImapSource] | None = None,
+    ) -> None:
+        super().__init__(repo, endpoint, options, progress)
+        self._main_source = source
+        self._open_source = open_source
+        self._local = threading.local()  # each worker thread has its own connection
+        self._sources: list[ImapSource] = [source]
+        self.namespace = (source.namespace if source.namespace is not None else source.prepare())[0]
+        self._writer_lock = threading.Lock()  # the vault writer is not thread-safe
+        self._lock = threading.Lock()  # counters and results shared by the connections
+        self.gm_known: dict[int, tuple[str, int]] = {}  # X-GM-MSGID -> (blob, size)
+        self._fetched_bytes = 0
+        self._results: dict[int, SnapshotFolder] = {}
+        self._remote: list[RemoteFolder] = []
+        self._split = 1
+
+    @property
+    def source(self) -> ImapSource:
+        s: ImapSource | None = getattr(self._local, "source", None)
+        return s if s is not None else self._main_source
+
+    def run(self) -> BackupResult:
+        remote = sorted(
+            (
+                f
+                for f in self.source.folders()
+                if folder_selected(f.info.name, self.options.folders, self.options.exclude_folders)
+            ),
+            key=lambda f: (f.info.name.upper() != "INBOX", f.info.name),  # servers list in any order
+        )
+        self._remote = remote
+        if self.source.gmail and self.prev is not None:
+            for pf in self.prev.folders:
+                for e in self._known_entries(pf):
+                    if e.gm_msgid is not None:
+                        self.gm_known.setdefault(e.gm_msgid, (e.blob, e.size))
+        with self.repo.lock():
+            writer = self.repo.writer()
+            n = self._connections(remote) if self._open_source else 1
+            self._split = n
+            self._parallel(writer, n)
+            folders = [self._results[i] for i in range(len(remote))]
+            self.result.reconnects = sum(s.reconnects for s in self._sources)
+            self.result.bytes_fetched = sum(s.stats.bytes_fetched for s in self._sources)
+            self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
+            self._commit(writer, folders)  # the snapshot's summary carries these counts
+        return self.result
+
+    # -- how many connections -------------------------------------------------------------
+    def _connections(self, remote: list[RemoteFolder]) -> int:
+        """Connections for this run: folders LIST-STATUS shows unchanged need none; about one
+        per :data:`MESSAGES_PER_CONNECTION` messages to fetch, at least one per folder with work
+        (``auto``: at most 4; Gmail at most 15); an explicit number is not exceeded."""
+        src = self.source
+        busy = 0
+        messages = 0
+        for rf in remote:
+            pf = self._prev_folder(rf.info.name_raw)
+            listed = rf.listed if src.condstore else None
+            if listed is not None and self._unchanged(pf, listed):
+                continue
+            busy += 1
+            if listed is None:
+                messages += UID_CHUNK  # unknown: as if large
+            elif pf is not None and pf.uidvalidity == listed.uidvalidity and pf.uidnext and listed.uidnext:
+                messages += max(0, listed.uidnext - pf.uidnext)
+            else:
+                messages += listed.exists
+        useful = max(busy, math.ceil(messages / MESSAGES_PER_CONNECTION), 1)
+        if self.options.connections == AUTO:
+            return connection_count(AUTO, useful, gmail=src.gmail)
+        return max(1, min(self.options.connections, useful))
+
+    def _parallel(self, writer: VaultWriter, n: int) -> None:
+        """Every task over ``n`` connections: this thread's (the first) and ``n - 1`` more."""
+        work = _Work(len(self._remote))
+        if n <= 1:
+            self._worker(writer, work, None)
+            return
+
+        def extra() -> None:
+            assert self._open_source is not None
+            try:
+                src = self._open_source()
+            except RemoteError as exc:  # e.g. the server's connection limit: go on with fewer
+                self.result.warnings.append(
+                    f"an extra connection could not be opened ({exc}); went on with fewer"
+                )
+                return
+            with self._lock:
+                self._sources.append(src)
+            try:
+                self._worker(writer, work, src)
+            finally:
+                src.close()
+
+        with ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="mailvault-backup") as pool:
+            futures = [pool.submit(extra) for _ in range(n - 1)]
+            try:
+                self._worker(writer, work, None)
+            finally:
+                for f in futures:
+                    f.exception()  # wait for every connection before raising
+            for f in futures:
+                f.result()
+
+    def _worker(self, writer: VaultWriter, work: _Work, src: ImapSource | None) -> None:
+        self._local.source = src
+        try:
+            while True:
+                task = work.take(self.source.selected)
+                if task is None:
+                    return
+                try:
+                    planned = self._plan(writer, task.plan) if task.plan is not None else None
+                    if task.job is not None:
+                        self._run_chunk(writer, task.job, task.chunk)
+                except BaseException:
+                    work.fail()
+                    raise
+                work.done(planned)
+        finally:
+            self._local.source = None
+
+    # -- a folder ----------------------------------------------------------------------------
+    def _plan(self, writer: VaultWriter, index: int) -> _Job | None:
+        """A folder's state and UIDs; its result when there is nothing to fetch, else its job."""
+        src = self.source
+        rf = self._remote[index]
+        raw_name = rf.info.name_raw
+        pf = self._prev_folder(raw_name)
+        # LIST-STATUS already told this folder's state: an unchanged or empty folder needs no EXAMINE.
+        listed = rf.listed if src.condstore else None
+        skip = listed is not None and (self._unchanged(pf, listed) or (listed.exists == 0 and pf is None))
+        state = listed if skip and listed is not None else src.examine(raw_name)
+        info = FolderInfo(
+            rf.info.name,
+            raw_name,
+            rf.info.delimiter,
+            rf.info.special_use,
+            state.uidvalidity,
+            state.uidnext,
+            state.highestmodseq,
+        )
+        same = pf is not None and pf.uidvalidity is not None and pf.uidvalidity == state.uidvalidity
+        if pf is not None and self._unchanged(pf, state):
+            with self._lock:
+                self.result.folders_unchanged += 1
+            self._results[index] = SnapshotFolder.build(info, pf.manifest, pf.messages, pf.bytes)
+            return None
+        known: dict[int, ManifestEntry] = {}
+        if same and pf is not None:
+            known = {int(e.uid): e for e in self._known_entries(pf)}
+        condstore = bool(known) and pf is not None and pf.highestmodseq is not None
+        uids = src.all_uids() if state.exists else []
+        if not uids:
+            self._finish(writer, index, info, [])
+            return None
+        size = UID_CHUNK
+        if self._split > 1:  # small enough that the connections share a large folder
+            size = max(MIN_SPLIT, min(UID_CHUNK, math.ceil(len(uids) / (2 * self._split))))
+        chunks = [uids[i : i + size] for i in range(0, len(uids), size)]
+        bar = self.progress.bar(info.name[:30], total=len(uids))
+        job = _Job(index, info, pf, state.uidvalidity, known, condstore, chunks, bar)
+        job.rows = [None] * len(chunks)
+        job.left = len(chunks)
+        return job
+
+    def _finish(self, writer: VaultWriter, index: int, info: FolderInfo, parts: list[ManifestRows]) -> None:
+        rows = ManifestRows()
+        for part in parts:
+            rows.extend(part)
+        with self._writer_lock:
+            manifest = writer.add_manifest(rows)
+        self._results[index] = SnapshotFolder.build(info, manifest, rows.count, rows.bytes)
+
+    def _run_chunk(self, writer: VaultWriter, job: _Job, k: int) -> None:
+        src = self.source
+        if src.selected != job.info.name_raw:
+            state = src.examine(job.info.name_raw)
+            if state.uidvalidity != job.uidvalidity:
+                raise ProtocolError(
+                    f"UIDVALIDITY of {mutf7.decode(job.info.name_raw)!r} changed while we were working"
+                )
+        rows = ManifestRows()
+        self._chunk(writer, job.info, job.chunks[k], job.known, rows, job.condstore, job.pf, job.bar)
+        with self._lock:
+            job.rows[k] = rows
+            job.left -= 1
+            last = job.left == 0
+        if last:
+            job.bar.close()
+            self._finish(writer, job.index, job.info, [r for r in job.rows if r is not None])
+
+    def _unchanged(self, pf: SnapshotFolder | None, state: FolderState) -> bool:
+        """Whether a folder is as the previous snapshot has it (same UIDVALIDITY, UIDNEXT, message
+        count and HIGHESTMODSEQ: nothing added, expunged or re-flagged), its manifest still there."""
+        return (
+            pf is not None
+            and pf.uidvalidity is not None
+            and pf.uidvalidity == state.uidvalidity
+            and state.highestmodseq is not None
+            and pf.highestmodseq == state.highestmodseq
+            and pf.uidnext == state.uidnext
+            and pf.messages == state.exists
+            and self.repo.has_blob(bytes.fromhex(pf.manifest))
+        )
+
+    def _chunk(
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        chunk: list[int],
+        known: dict[int, ManifestEntry],
+        rows: ManifestRows,
+        condstore: bool,
+        pf: SnapshotFolder | None,
+        bar: Bar,
+    ) -> None:
+        src = self.source
+        if condstore and pf is not None and pf.highestmodseq is not None:
+            meta = src.metadata(chunk, changedsince=pf.highestmodseq)
+            # New UIDs without a newer mod-sequence: ask for their metadata too.
+            missing = [u for u in chunk if u not in known and u not in meta]
+            meta.update(src.metadata(missing))
+        else:
+            meta = src.metadata(chunk)
+        entries: list[ManifestEntry] = []
+        to_fetch: list[MessageMeta] = []
+        for uid in chunk:
+            e = known.pop(uid, None)
+            m = meta.get(uid)
+            if e is not None:
+                if m is not None:
+                    entries.append(self._refresh(e, m))
+                elif condstore:
+                    entries.append(e)  # unchanged since the last snapshot
+                # else: expunged between SEARCH and FETCH
+                bar.update()
+                continue
+            if m is None:
+                bar.update()  # expunged meanwhile
+                continue
+            hit = self.gm_known.get(m.gm_msgid) if m.gm_msgid is not None else None
+            if hit is not None:  # Gmail: the same message in another label, already stored
+                entries.append(self._entry(m, hit[0], hit[1]))
+                bar.update()
+            else:
+                to_fetch.append(m)
+        self._fetch_into(writer, info, to_fetch, entries, bar)
+        entries.sort(key=lambda e: int(e.uid))
+        for e in entries:
+            rows.add(e)
+
+    @staticmethod
+    def _entry(m: MessageMeta, blob: str, size: int, mid: str | None = None) -> ManifestEntry:
+        return ManifestEntry(
+            m.uid,
+            blob,
+            list(m.flags),
+            m.internaldate,
+            size,
+            list(m.labels),
+            m.gm_msgid,
+            m.gm_thrid,
+            message_id=mid,
+        )
+
+    @staticmethod
+    def _refresh(e: ManifestEntry, m: MessageMeta | None) -> ManifestEntry:
+        if m is None:
+            return e
+        flags = list(m.flags)
+        labels = list(m.labels) if m.labels or e.labels else e.labels
+        if flags == e.flags and labels == e.labels:
+            return e
+        return replace(e, flags=flags, labels=labels)
+
+    def _fetch_into(
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        metas: list[MessageMeta],
+        entries: list[ManifestEntry],
+        bar: Bar,
+    ) -> None:
+        if not metas:
+            return
+        fetched = prefetch(
+            self.source.fetch(metas),
+            max_cost=self.options.batch_bytes,
+            cost=lambda i: len(i.raw) if isinstance(i, Fetched) else 0,
+        )
+        for item in fetched:
+            bar.update()
+            if isinstance(item, FetchFailure):
+                self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
+                continue
+            m = item.meta
+            with self._writer_lock:
+                blob, new = writer.add(item.raw)
+                if new:
+                    self.result.new_messages += 1
+                self._fetched_bytes += len(item.raw)
+            entries.append(self._entry(m, blob, len(item.raw), message_id(header_block(item.raw)) or None))
+            if m.gm_msgid is not None:
+                self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))
+            bar.set_postfix(f"{self._fetched_bytes >> 20} MiB")
