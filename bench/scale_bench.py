@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import sqlite3
 import sys
 import threading
@@ -396,16 +397,36 @@ def bench_vault(args: argparse.Namespace, top: Path) -> int:
         except ValueError:
             return None
 
-    step("init", ["init", str(vault), "--json"])
     t_import = 0.0
     raw = 0
-    for n, start in enumerate(range(0, args.messages, per_file)):
+    if args.from_dir is not None:
+        # A vault built by an earlier run (--build-only --keep): copy it and its index cache, so
+        # check and prune can be measured again without ten minutes of import.
+        src = args.from_dir
+        if not (src / "vault" / "config").is_file():
+            raise BenchError(f"{src}: no vault/ from an earlier 'vault --build-only --keep' run")
+        shutil.copytree(src / "vault", vault)
+        if (src / "cache").is_dir():
+            shutil.copytree(src / "cache", top / "cache")
+        info = json.loads((src / "build.json").read_text()) if (src / "build.json").is_file() else {}
+        raw, report["messages"] = int(info.get("raw_bytes", 0)), int(info.get("messages", args.messages))
+        report["from"] = str(src)
+    else:
+        step("init", ["init", str(vault), "--json"])
+    for n, start in enumerate(range(0, args.messages if args.from_dir is None else 0, per_file)):
         mbox = top / f"part{n}.mbox"
         raw += write_mbox(mbox, start, min(per_file, args.messages - start), args.size)
         step(f"import {n + 1}", ["import", str(vault), str(mbox), "--account", f"a{n}", "--format", "mbox",
                                  "-q", "--json"])  # fmt: skip
         t_import += steps[-1]["wall_s"]
         mbox.unlink()
+    if args.build_only:
+        (top / "build.json").write_text(json.dumps({"messages": args.messages, "raw_bytes": raw}))
+        report.update(steps=steps, raw_bytes=raw, import_total_s=round(t_import, 1))
+        report["vault_bytes"] = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
+        report["host"]["load_after"] = loadavg()
+        print_report(report, args.json, render_vault)
+        return 0 if all(s["rc"] == 0 for s in steps) else 1
     stats = step("stats", ["stats", str(vault), "--json"])
     step("check", ["check", str(vault), "--json"])
     if args.read_data:
@@ -463,6 +484,11 @@ def main() -> int:
     v.add_argument("--size", type=int, default=600, help="bytes per message (about)")
     v.add_argument("--per-snapshot", type=int, default=100_000, help="messages per imported mbox/snapshot")
     v.add_argument("--read-data", action="store_true", help="also time check --read-data")
+    v.add_argument(
+        "--build-only", action="store_true", help="stop after the imports (with --keep: for --from)"
+    )
+    v.add_argument("--from", dest="from_dir", type=Path,
+                   help="start from the temp dir of an earlier '--build-only --keep' run (copied; no import)")  # fmt: skip
     for p in (a, v):
         add_json_arg(p)
         add_tempdir_args(p, temp="temp dir", keep="keep the temp dir")

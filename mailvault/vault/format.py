@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from mailvault.errors import FormatError
@@ -135,6 +136,12 @@ def encode_index(packs: list[tuple[bytes, PackHeader]]) -> bytes:
 
 
 def decode_index(data: bytes) -> list[tuple[bytes, PackHeader]]:
+    return list(iter_index(data))
+
+
+def iter_index(data: bytes) -> Iterator[tuple[bytes, PackHeader]]:
+    """The packs of an index file's plaintext, decoded one at a time (an index file of a few
+    hundred thousand blobs is not turned into objects all at once)."""
     if data[:4] != INDEX_MAGIC:
         raise FormatError("not a mailvault index file")
     try:
@@ -144,15 +151,13 @@ def decode_index(data: bytes) -> list[tuple[bytes, PackHeader]]:
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported index format version {version}")
     pos = 9
-    out: list[tuple[bytes, PackHeader]] = []
     view = memoryview(data)
     for _ in range(count):
         pack_id = bytes(view[pos : pos + 32])
         if len(pack_id) != 32:
             raise FormatError("index file is truncated")
         header, pos = PackHeader.decode(view, pos + 32, with_ids=True)
-        out.append((pack_id, header))
-    return out
+        yield pack_id, header
 
 
 # Storage names --------------------------------------------------------------------------

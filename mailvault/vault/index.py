@@ -19,7 +19,7 @@ from pathlib import Path
 
 import zstandard
 
-from mailvault.errors import FormatError, StorageError, StorageFull
+from mailvault.errors import FormatError, IntegrityError, StorageError, StorageFull
 from mailvault.storage.base import Backend
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import (
@@ -28,10 +28,10 @@ from mailvault.vault.format import (
     BLOB_SKELETON,
     BlockInfo,
     PackHeader,
-    decode_index,
     encode_index,
     id_from_name,
     index_name,
+    iter_index,
     sha256,
 )
 
@@ -80,12 +80,38 @@ def encode_index_file(sealer: Sealer, packs: list[tuple[bytes, PackHeader]]) -> 
 
 
 def decode_index_file(sealer: Sealer, sealed: bytes) -> list[tuple[bytes, PackHeader]]:
+    return list(iter_index_file(sealer, sealed))
+
+
+def iter_index_file(sealer: Sealer, sealed: bytes) -> Iterator[tuple[bytes, PackHeader]]:
+    """Open and decompress an index file now; decode its packs one at a time as iterated."""
     plain = sealer.open(sealed, AD_INDEX)
     try:
         data = zstandard.ZstdDecompressor().decompress(plain, max_output_size=1 << 31)
     except zstandard.ZstdError as exc:
         raise FormatError(f"index file does not decompress: {exc}") from None
-    return decode_index(data)
+    del plain
+    return iter_index(data)
+
+
+def get_index_file(backend: Backend, index_id: bytes) -> bytes:
+    """The sealed bytes of an index file, checked against its id."""
+    sealed = backend.get(index_name(index_id))
+    if sha256(sealed) != index_id:
+        raise IntegrityError(
+            f"index file {index_id.hex()[:12]} does not match its id "
+            "(damaged: see 'mailvault check', 'mailvault repair')"
+        )
+    return sealed
+
+
+def iter_index_files(
+    backend: Backend, sealer: Sealer, index_ids: Iterable[bytes]
+) -> Iterator[tuple[bytes, PackHeader]]:
+    """Every pack listed by the index files ``index_ids`` (verified), one index file in memory
+    at a time; a pack listed twice is yielded twice."""
+    for index_id in index_ids:
+        yield from iter_index_file(sealer, get_index_file(backend, index_id))
 
 
 @contextlib.contextmanager
@@ -138,38 +164,59 @@ class IndexCache:
         present = {id_from_name(name) for name, _ in backend.list("index/")}
         cached = {bytes(r[0]) for r in self._db.execute("SELECT id FROM index_files")}
         reset = rebuild or bool(cached - present)
-        missing = present if reset else present - cached
-        loaded = []
-        for index_id in sorted(missing):
-            sealed = backend.get(index_name(index_id))
-            if sha256(sealed) != index_id:
-                from mailvault.errors import IntegrityError
-
-                raise IntegrityError(
-                    f"index file {index_id.hex()[:12]} does not match its id "
-                    "(damaged: see 'mailvault check', 'mailvault repair')"
-                )
-            loaded.append((index_id, decode_index_file(sealer, sealed)))
-        if reset or loaded:
-            with _writing(self.path), self._db:
-                if reset:
-                    self._db.execute("DELETE FROM index_files")
-                    self._db.execute("DELETE FROM packs")
-                    self._db.execute("DELETE FROM blocks")
-                    self._db.execute("DELETE FROM blobs")
-                for index_id, packs in loaded:
-                    self._insert(index_id, packs)
+        missing = sorted(present if reset else present - cached)
+        if not (reset or missing):
+            return 0
+        # One index file decoded at a time, inserted as it is read: a rebuild of a vault of
+        # millions of blobs does not hold the whole index in memory. Any error rolls it all back.
+        with _writing(self.path), self._db:
+            if reset:
+                self._clear()
+            for index_id in missing:
+                self._insert(index_id, iter_index_file(sealer, get_index_file(backend, index_id)))
         return len(missing)
 
-    def replace(self, loaded: Iterable[tuple[bytes, list[tuple[bytes, PackHeader]]]]) -> None:
+    def _clear(self) -> None:
+        self._db.execute("DELETE FROM index_files")
+        self._db.execute("DELETE FROM packs")
+        self._db.execute("DELETE FROM blocks")
+        self._db.execute("DELETE FROM blobs")
+
+    def replace(self, loaded: Iterable[tuple[bytes, Iterable[tuple[bytes, PackHeader]]]]) -> None:
         """Replace the whole index with ``loaded`` (index id, packs), in one transaction."""
-        with self._db:
-            self._db.execute("DELETE FROM index_files")
-            self._db.execute("DELETE FROM packs")
-            self._db.execute("DELETE FROM blocks")
-            self._db.execute("DELETE FROM blobs")
+        with _writing(self.path), self._db:
+            self._clear()
             for index_id, packs in loaded:
                 self._insert(index_id, packs)
+
+    def rebuild_tolerant(self, backend: Backend, sealer: Sealer) -> list[tuple[bytes, str]]:
+        """Rebuild from every index file that still reads, one at a time, in one transaction;
+        return the damaged ones as (id, problem). A file that fails half-way adds nothing."""
+        from mailvault.errors import MailvaultError, ObjectNotFound
+
+        bad: list[tuple[bytes, str]] = []
+        with _writing(self.path), self._db:
+            self._clear()
+            for name, _ in backend.list("index/"):
+                try:
+                    index_id = id_from_name(name)
+                except FormatError:
+                    continue
+                try:
+                    sealed = backend.get(name)
+                except ObjectNotFound:
+                    continue  # removed meanwhile
+                if sha256(sealed) != index_id:
+                    bad.append((index_id, "content does not match its id"))
+                    continue
+                self._db.execute("SAVEPOINT index_file")
+                try:
+                    self._insert(index_id, iter_index_file(sealer, sealed))
+                except (MailvaultError, ValueError) as exc:
+                    self._db.execute("ROLLBACK TO index_file")
+                    bad.append((index_id, str(exc)))
+                self._db.execute("RELEASE index_file")
+        return bad
 
     def add(self, index_id: bytes | None, packs: Iterable[tuple[bytes, PackHeader]]) -> None:
         """Record packs (from an index file, or just written when index_id is None)."""
