@@ -11,7 +11,7 @@ bytes per blob.
 
 ``vault``: a vault of N generated messages (default 1,000,000) written by ``mailvault import`` of
 mbox files (one per 100k messages, i.e. one snapshot per file), then ``stats``, ``check``,
-``check --read-data`` (optional), ``forget`` of one snapshot and ``prune``: wall time and peak RSS
+``check --read-data`` (optional), ``forget`` of one snapshot (half of whose 100k messages the next one still has) and ``prune``: wall time and peak RSS
 of each, the index cache's bytes per blob, the vault's size.
 
     python bench/scale_bench.py accounts [--accounts 1000] [--messages 100] [--jobs 8] [--s3]
@@ -409,7 +409,9 @@ def bench_vault(args: argparse.Namespace, top: Path) -> int:
         if (src / "cache").is_dir():
             shutil.copytree(src / "cache", top / "cache")
         info = json.loads((src / "build.json").read_text()) if (src / "build.json").is_file() else {}
-        raw, report["messages"] = int(info.get("raw_bytes", 0)), int(info.get("messages", args.messages))
+        raw, args.messages = int(info.get("raw_bytes", 0)), int(info.get("messages", args.messages))
+        per_file = min(int(info.get("per_snapshot", args.per_snapshot)), args.messages)
+        report["messages"] = args.messages
         report["from"] = str(src)
     else:
         step("init", ["init", str(vault), "--json"])
@@ -421,7 +423,9 @@ def bench_vault(args: argparse.Namespace, top: Path) -> int:
         t_import += steps[-1]["wall_s"]
         mbox.unlink()
     if args.build_only:
-        (top / "build.json").write_text(json.dumps({"messages": args.messages, "raw_bytes": raw}))
+        (top / "build.json").write_text(
+            json.dumps({"messages": args.messages, "per_snapshot": per_file, "raw_bytes": raw})
+        )
         report.update(steps=steps, raw_bytes=raw, import_total_s=round(t_import, 1))
         report["vault_bytes"] = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
         report["host"]["load_after"] = loadavg()
@@ -433,8 +437,20 @@ def bench_vault(args: argparse.Namespace, top: Path) -> int:
         step("check --read-data", ["check", str(vault), "--read-data", "--json"])
     snaps = step("snapshots", ["snapshots", str(vault), "--json"]) or []
     if snaps:
-        step("forget 1 snapshot", ["forget", str(vault), snaps[0]["id"], "--json"], check=False)
-    step("prune", ["prune", str(vault), "--json"])
+        # Account a0 deletes half its mail and gets 10 new messages: a second import, then forget
+        # keeps only that newest snapshot, so the other half of a0's first 100k messages is no
+        # longer needed and prune repacks the packs holding a0's mail.
+        half, new = top / "a0-half.mbox", top / "a0-new.mbox"
+        write_mbox(half, 0, per_file // 2, args.size)
+        write_mbox(new, args.messages + 1, 10, args.size)
+        with open(half, "ab") as out:
+            out.write(new.read_bytes())
+        new.unlink()
+        step("import a0 (half + 10 new)", ["import", str(vault), str(half), "--account", "a0", "--format", "mbox",
+                                           "-q", "--json"])  # fmt: skip
+        half.unlink()
+        step("forget a0's first", ["forget", str(vault), "--account", "a0", "--keep-last", "1", "--json"])
+    report["prune"] = step("prune", ["prune", str(vault), "--json"])
     report["steps"] = steps
     report["raw_bytes"] = raw
     report["import_total_s"] = round(t_import, 1)
@@ -454,11 +470,11 @@ def render_vault(report: dict[str, Any]) -> str:
         f"raw {report['raw_bytes']:,} B, vault {report['vault_bytes']:,} B "
         f"({report['vault_bytes'] / max(1, report['raw_bytes']):.3f}x); import total {report['import_total_s']} s",
         "",
-        f"{'step':<20} {'wall s':>8} {'RSS MiB':>8} {'rc':>3}  load",
+        f"{'step':<26} {'wall s':>8} {'RSS MiB':>8} {'rc':>3}  load",
     ]
     for s in report["steps"]:
         lines.append(
-            f"{s['step']:<20} {s['wall_s']:>8.1f} {s['peak_rss_mib']:>8.0f} {s['rc']:>3}  {s['load']}"
+            f"{s['step']:<26} {s['wall_s']:>8.1f} {s['peak_rss_mib']:>8.0f} {s['rc']:>3}  {s['load']}"
         )
     ic = report.get("index_cache") or {}
     if ic:

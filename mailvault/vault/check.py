@@ -7,15 +7,15 @@ longer be read back. ``mailvault repair`` fixes what check finds.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from mailvault.errors import FormatError, MailvaultError
+from mailvault.errors import FormatError, IntegrityError, MailvaultError, ObjectNotFound
 from mailvault.progress import QUIET, Progress
 from mailvault.vault.damage import LostFolder, LostMessage, assess_snapshot, scan_pack
 from mailvault.vault.format import BLOB_SKELETON, PackHeader, id_from_name, pack_name
-from mailvault.vault.index import load_index_files
+from mailvault.vault.index import iter_index_files
 from mailvault.vault.repository import Repository
 
 
@@ -82,18 +82,24 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
     # 2. With read_data: every pack read whole; its id, header, blocks and every blob hash
     #    verified against the index files that list it.
     if read_data:
-        expected: dict[bytes, PackHeader] = {}
-        for _, packs in load_index_files(backend, repo.sealer)[0]:
-            for pack_id, header in packs:
-                expected.setdefault(pack_id, header)
+        # Each pack is checked against its first listing in a readable index file, read a pack
+        # header at a time (the whole index is not held in memory); then those no index lists.
+        skip = {bytes.fromhex(d["id"]) for d in report.damaged if d["kind"] == "index"}
+        done: set[bytes] = set()
         with progress.bar("read data", total=sum(stored.values()), unit="B", unit_scale=True) as bar:
-            for pack_id in sorted(stored):
-                _check_pack(repo, pack_id, expected.get(pack_id), report, lost)
+            for pack_id, header in _readable_index(repo, skip):
+                if pack_id in stored and pack_id not in done:
+                    done.add(pack_id)
+                    _check_pack(repo, pack_id, header, report, lost)
+                    report.bytes_read += stored[pack_id]
+                    bar.update(stored[pack_id])
+            for pack_id in sorted(stored.keys() - done):
+                _check_pack(repo, pack_id, None, report, lost)
                 report.bytes_read += stored[pack_id]
                 bar.update(stored[pack_id])
-    # 3. Every snapshot decrypts; every manifest and message it names is readable.
-    known: dict[bytes, bool] = {}
 
+    # 3. Every snapshot decrypts; every manifest and message it names is readable. (No memo per
+    #    message: one SQLite probe each; a folder's manifest found whole is not read again.)
     def present(blob: bytes) -> bool:
         return blob not in lost and cache.has(blob)
 
@@ -103,14 +109,12 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
         broken |= _unbuildable(repo, present, broken, report)
 
     def readable(blob: bytes) -> bool:
-        r = known.get(blob)
-        if r is None:
-            r = known[blob] = present(blob) and blob not in broken
-        return r
+        return present(blob) and blob not in broken
 
     def read_manifest(blob: bytes) -> bytes | None:
         return repo.read_blob(blob) if readable(blob) else None
 
+    clean: set[bytes] = set()
     ids = repo.snapshot_ids()
     with progress.bar("check snapshots", total=len(ids), unit="snap") as bar:
         for snap_id in ids:
@@ -128,7 +132,7 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
                     f"snapshot {snap.id[:12]} ({snap.account}) was repaired: {n} message(s) and "
                     f"{f} folder(s) were lost (listed in its repair record, 'mailvault snapshots --json')"
                 )
-            dmg = assess_snapshot(snap, read_manifest, readable)
+            dmg = assess_snapshot(snap, read_manifest, readable, keep=False, clean=clean)
             if not dmg.damaged:
                 continue
             report.lost_messages.extend(dmg.lost_messages)
@@ -153,6 +157,18 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
                     "cannot be read back"
                 )
     return report
+
+
+def _readable_index(repo: Repository, skip: set[bytes]) -> Iterator[tuple[bytes, PackHeader]]:
+    """The packs of every index file not in ``skip`` that still reads (damage is step 1's to report)."""
+    for name, _ in repo.backend.list("index/"):
+        try:
+            index_id = id_from_name(name)
+            if index_id in skip:
+                continue
+            yield from iter_index_files(repo.backend, repo.sealer, [index_id])
+        except (FormatError, IntegrityError, ObjectNotFound, ValueError):
+            continue
 
 
 def _check_pack(

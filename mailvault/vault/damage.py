@@ -15,7 +15,7 @@ from mailvault.errors import FormatError, IntegrityError, MailvaultError, Object
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import BlobEntry, PackHeader, sha256, stored_blob_id
 from mailvault.vault.packs import DictLoader, open_block, read_pack
-from mailvault.vault.snapshots import ManifestEntry, Snapshot, decode_manifest
+from mailvault.vault.snapshots import ManifestEntry, Snapshot, iter_manifest
 
 
 @dataclass
@@ -170,20 +170,31 @@ def assess_snapshot(
     snap: Snapshot,
     read_manifest: Callable[[bytes], bytes | None],
     readable: Callable[[bytes], bool],
+    *,
+    keep: bool = True,
+    clean: set[bytes] | None = None,
 ) -> SnapshotDamage:
     """Sort a snapshot's messages into readable and lost.
 
     ``read_manifest(blob id)`` returns the manifest's bytes or None when it is lost;
-    ``readable(blob id)`` says whether a message blob can be read back.
+    ``readable(blob id)`` says whether a message blob can be read back. Manifests are read a row
+    at a time. With ``keep=False`` the readable entries are not collected (``kept`` holds empty
+    lists: check needs only what is lost), and ``clean`` (a set the caller keeps across
+    snapshots) skips the folders whose manifest was already found whole: an unchanged folder
+    has the same manifest in every snapshot.
     """
     kept: dict[str, list[ManifestEntry]] = {}
     lost: list[LostMessage] = []
     lost_folders: list[LostFolder] = []
     for folder in snap.folders:
+        manifest_id = bytes.fromhex(folder.manifest)
+        if not keep and clean is not None and manifest_id in clean:
+            kept[folder.name] = []
+            continue
         data: bytes | None
         problem = "its manifest is in no readable pack"
         try:
-            data = read_manifest(bytes.fromhex(folder.manifest))
+            data = read_manifest(manifest_id)
         except MailvaultError as exc:
             data, problem = None, str(exc)
         if data is None:
@@ -192,18 +203,22 @@ def assess_snapshot(
             else:
                 kept[folder.name] = []  # an empty folder loses nothing
             continue
+        good: list[ManifestEntry] = []
+        gone: list[LostMessage] = []
         try:
-            entries = decode_manifest(data)
+            for e in iter_manifest(data):
+                if readable(bytes.fromhex(e.blob)):
+                    if keep:
+                        good.append(e)
+                else:
+                    gone.append(lost_message(snap, folder.name, folder.uidvalidity, e))
         except FormatError as exc:
             lost_folders.append(LostFolder(snap.id, snap.account, folder.name, folder.messages, str(exc)))
             continue
-        good = []
-        for e in entries:
-            if readable(bytes.fromhex(e.blob)):
-                good.append(e)
-            else:
-                lost.append(lost_message(snap, folder.name, folder.uidvalidity, e))
+        lost.extend(gone)
         kept[folder.name] = good
+        if clean is not None and not gone:
+            clean.add(manifest_id)
     return SnapshotDamage(snap, kept, lost, lost_folders)
 
 

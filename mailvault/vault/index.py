@@ -303,6 +303,13 @@ class IndexCache:
                 Location(bytes(r[1]), r[2], BlockInfo(r[3], r[4], r[5], bytes(r[6])), r[7], r[8], r[9]),
             )
 
+    def iter_ids_of_type(self, blob_type: int, chunk: int = 1000) -> Iterator[list[bytes]]:
+        """Ids of every blob of one type, in pack, block and offset order (reading them in that
+        order reads each block once), a chunk at a time: not all in memory at once."""
+        cur = self._db.execute("SELECT id FROM blobs WHERE type=? ORDER BY pack, block, offset", (blob_type,))
+        while rows := cur.fetchmany(chunk):
+            yield [bytes(r[0]) for r in rows]
+
     def pack_ids(self) -> set[bytes]:
         return {bytes(r[0]) for r in self._db.execute("SELECT id FROM packs")}
 

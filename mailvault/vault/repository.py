@@ -63,6 +63,10 @@ __all__ = [
 
 PasswordProvider = Callable[[], bytes]
 
+#: The block cache of a vault handle: at most this many decompressed blocks, and bytes.
+BLOCK_CACHE_BLOCKS = 8
+BLOCK_CACHE_BYTES = 32 << 20
+
 
 class Repository:
     """An open vault."""
@@ -216,7 +220,11 @@ class Repository:
             raise IntegrityError(f"pack {loc.pack_id.hex()[:12]} is truncated")
         raw = open_block(self.sealer, sealed, loc.block, self.load_dict)
         self._blocks[key] = raw
-        while len(self._blocks) > 8:
+        # At most 8 blocks and 32 MiB (a block holding one large blob, e.g. the manifest of a
+        # folder of 100k messages, can be far larger than the block size), the newest always.
+        while len(self._blocks) > BLOCK_CACHE_BLOCKS or (
+            len(self._blocks) > 1 and sum(map(len, self._blocks.values())) > BLOCK_CACHE_BYTES
+        ):
             self._blocks.popitem(last=False)
         return raw
 

@@ -10,6 +10,8 @@ run costs nothing to store again: its bytes, and so its id, are the same.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -137,6 +139,65 @@ def decode_manifest(data: bytes) -> list[ManifestEntry]:
     if not isinstance(doc, dict) or doc.get("v") != MANIFEST_VERSION:
         raise FormatError("unsupported manifest version")
     return [ManifestEntry.from_json(r) for r in doc["messages"]]
+
+
+_ROWS_START = re.compile(r'\{\s*"messages"\s*:\s*\[\s*')
+_ROWS_END = re.compile(r'\]\s*,\s*"v"\s*:\s*' + str(MANIFEST_VERSION) + r"\s*\}\s*")
+_SPACE = re.compile(r"\s*")
+
+
+def iter_manifest_rows(data: bytes) -> Iterator[list[Any]]:
+    """A manifest's rows (the JSON arrays of ``ManifestEntry.to_json``), parsed one at a time.
+
+    A folder of 100,000 messages does not become 100,000 objects at once: prune and check only
+    look at each row and let it go. The layout mailvault writes (``{"messages":[...],"v":1}``)
+    is parsed row by row with the standard JSON decoder; any other valid layout is decoded whole.
+    """
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        text = ""
+    start = _ROWS_START.match(text, _SPACE.match(text).end()) if text else None  # type: ignore[union-attr]
+    if start is None:
+        for e in decode_manifest(data):
+            yield e.to_json()
+        return
+    decoder = json.JSONDecoder()
+    pos = start.end()
+    while not text.startswith("]", pos):
+        try:
+            row, pos = decoder.raw_decode(text, pos)
+        except ValueError:
+            raise FormatError("manifest is not valid JSON") from None
+        if not isinstance(row, list):
+            raise FormatError("manifest entry is malformed")
+        yield row
+        pos = _SPACE.match(text, pos).end()  # type: ignore[union-attr]
+        if text.startswith(",", pos):
+            pos = _SPACE.match(text, pos + 1).end()  # type: ignore[union-attr]
+        elif not text.startswith("]", pos):
+            raise FormatError("manifest is not valid JSON")
+    if _ROWS_END.fullmatch(text, pos) is None:
+        # Not the layout mailvault writes after the rows (another version, more keys): the whole
+        # document decides (raises for another version or bad JSON; its rows are the ones above).
+        decode_manifest(data)
+
+
+def iter_manifest(data: bytes) -> Iterator[ManifestEntry]:
+    """The entries of a manifest, decoded one at a time (see :func:`iter_manifest_rows`)."""
+    for row in iter_manifest_rows(data):
+        yield ManifestEntry.from_json(row)
+
+
+def manifest_blob_ids(data: bytes) -> Iterator[bytes]:
+    """The message blob ids a manifest names, one row at a time."""
+    for row in iter_manifest_rows(data):
+        if len(row) < 5 or not isinstance(row[1], str) or len(row[1]) != 64:
+            raise FormatError("manifest entry is malformed")
+        try:
+            yield bytes.fromhex(row[1])
+        except ValueError:
+            raise FormatError("manifest entry names a blob that is not a hex id") from None
 
 
 @dataclass

@@ -228,8 +228,9 @@ class VaultWriter:
     def write_pending_index(self) -> None:
         if self._written:
             self._write_index(self._written)
-            if not self._for_repack:  # the index cache knows them now: keep the pending set small
-                self._pending.difference_update(e.id for _, h in self._written for e in h.blobs)
+            # The index cache knows them now (prune's repack copies each blob once): keep the
+            # pending set small.
+            self._pending.difference_update(e.id for _, h in self._written for e in h.blobs)
             self._written = []
 
     def flush(self) -> None:
