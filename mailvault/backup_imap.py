@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -413,6 +413,9 @@ class ImapBackup(BackupBase):
         bar: Bar,
     ) -> None:
         src = self.source
+        if not src.gmail:
+            self._chunk_direct(writer, info, chunk, known, rows, condstore, pf, bar)
+            return
         if condstore and pf is not None and pf.highestmodseq is not None:
             meta = src.metadata(chunk, changedsince=pf.highestmodseq)
             # New UIDs without a newer mod-sequence: ask for their metadata too.
@@ -443,6 +446,44 @@ class ImapBackup(BackupBase):
             else:
                 to_fetch.append(m)
         self._fetch_into(writer, info, to_fetch, entries, bar)
+        entries.sort(key=lambda e: int(e.uid))
+        for e in entries:
+            rows.add(e)
+
+    def _chunk_direct(
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        chunk: list[int],
+        known: dict[int, ManifestEntry],
+        rows: ManifestRows,
+        condstore: bool,
+        pf: SnapshotFolder | None,
+        bar: Bar,
+    ) -> None:
+        """A chunk without Gmail's X-GM-MSGID dedupe: flags of the known messages (CHANGEDSINCE with
+        CONDSTORE), then the new ones with their metadata and bodies in one pipelined FETCH."""
+        src = self.source
+        old = [u for u in chunk if u in known]
+        new = [u for u in chunk if u not in known]
+        entries: list[ManifestEntry] = []
+        if old:
+            if condstore and pf is not None and pf.highestmodseq is not None:
+                meta = src.metadata(old, changedsince=pf.highestmodseq)
+            else:
+                meta = src.metadata(old)
+            for uid in old:
+                e = known.pop(uid)
+                m = meta.get(uid)
+                if m is not None:
+                    entries.append(self._refresh(e, m))
+                elif condstore:
+                    entries.append(e)  # unchanged since the last snapshot
+                # else: expunged between SEARCH and FETCH
+                bar.update()
+        if new:
+            handled = self._store_fetched(writer, info, src.fetch_new(new), entries, bar)
+            bar.update(len(new) - handled)  # expunged meanwhile
         entries.sort(key=lambda e: int(e.uid))
         for e in entries:
             rows.add(e)
@@ -479,15 +520,28 @@ class ImapBackup(BackupBase):
         entries: list[ManifestEntry],
         bar: Bar,
     ) -> None:
-        if not metas:
-            return
+        if metas:
+            self._store_fetched(writer, info, self.source.fetch(metas), entries, bar)
+
+    def _store_fetched(
+        self,
+        writer: VaultWriter,
+        info: FolderInfo,
+        source: Iterator[Fetched | FetchFailure],
+        entries: list[ManifestEntry],
+        bar: Bar,
+    ) -> int:
+        """Store messages as a producer thread fetches them (network and parsing overlap storing);
+        returns how many messages came (stored or failed)."""
         fetched = prefetch(
-            self.source.fetch(metas),
+            source,
             max_cost=self.options.batch_bytes,
             cost=lambda i: len(i.raw) if isinstance(i, Fetched) else 0,
         )
+        handled = 0
         for item in fetched:
             bar.update()
+            handled += 1
             if isinstance(item, FetchFailure):
                 self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
                 continue
@@ -501,3 +555,4 @@ class ImapBackup(BackupBase):
             if m.gm_msgid is not None:
                 self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))
             bar.set_postfix(f"{self._fetched_bytes >> 20} MiB")
+        return handled

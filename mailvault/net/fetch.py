@@ -4,9 +4,9 @@ A request/response loop pays a round trip between batches; over 30–150 ms of n
 most of a backup's wall time. :class:`FetchPipeline` keeps ``depth`` commands in flight and
 hands out every message the moment its response is complete. Responses are matched to
 messages by the UID *in* each response, never by order: a server may answer in any order,
-split one message's items over several responses, or send unsolicited FETCH responses (flag
-changes by another session, with or without a UID) in between. Those carry no body and are
-ignored. Parsing is imapclient's.
+split one message's items over several responses (merged; the response with the body wins),
+or send unsolicited FETCH responses (flag changes by another session, with or without a UID)
+in between: one without a UID, or for a message not asked for, is ignored. Parsing is imapclient's.
 
 :class:`BatchSizer` sizes the batches from the connection's measured round-trip time and
 transfer rate: enough bytes in flight to cover the bandwidth-delay product, batches no larger
@@ -33,6 +33,8 @@ MIN_BATCH_BYTES = 512 << 10
 MAX_DEPTH = 8
 #: Rate assumed before the first batch has been measured (bytes per second).
 INITIAL_RATE = 8 << 20
+#: Message size assumed before any was seen (bytes).
+INITIAL_AVG_SIZE = 32 << 10
 
 
 @dataclass
@@ -42,6 +44,20 @@ class BatchSizer:
     rtt: float  # seconds
     max_bytes: int
     rate: float = INITIAL_RATE  # bytes per second, a moving estimate
+    #: Average message size seen so far (sizes batches of messages whose size is not known yet).
+    avg_size: float = INITIAL_AVG_SIZE
+    _messages: int = 0
+    _bytes: int = 0
+
+    def observe_messages(self, count: int, nbytes: int) -> None:
+        self._messages += count
+        self._bytes += nbytes
+        if self._messages:
+            self.avg_size = max(1.0, self._bytes / self._messages)
+
+    def batch_messages(self, limit: int) -> int:
+        """Messages of unknown size per batch: :attr:`batch_bytes` at the average size seen."""
+        return max(1, min(limit, int(self.batch_bytes / self.avg_size)))
 
     def observe(self, nbytes: int, seconds: float) -> None:
         """A batch of ``nbytes`` took ``seconds`` from its first to its last byte."""
@@ -75,6 +91,11 @@ class FetchCommand:
     msgset: str
     tag: bytes = b""
     received: dict[int, dict[bytes, Any]] = field(default_factory=dict)
+    #: UIDs some response of which came, with or without the wanted item.
+    seen: set[int] = field(default_factory=set)
+    #: Items of a message that came in a response without the wanted item (a server may split
+    #: one message's items over several responses): merged under the wanted item's response.
+    partial: dict[int, dict[bytes, Any]] = field(default_factory=dict)
     status: str = ""  # OK / NO / BAD once completed
     text: str = ""
     nbytes: int = 0
@@ -152,9 +173,12 @@ class FetchPipeline:
             cmd = by_uid.get(uid)
             if cmd is None or uid in cmd.received:
                 continue  # not asked for (or a second copy)
+            cmd.seen.add(uid)
             if data.get(self.want) is None:
-                continue  # only other items of a message we asked for (e.g. FLAGS): its body follows
-            cmd.received[uid] = data
-            body = data[self.want]
+                cmd.partial.setdefault(uid, {}).update(data)  # other items only: the body follows
+                continue
+            merged = {**cmd.partial.pop(uid), **data} if uid in cmd.partial else data
+            cmd.received[uid] = merged
+            body = merged[self.want]
             cmd.nbytes += len(body) if isinstance(body, bytes | str) else 0
-            yield cmd, uid, data
+            yield cmd, uid, merged

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import logging
 import os
 import poplib
 import socket
@@ -256,6 +257,10 @@ def connect_imap(
     except IMAPClientError as exc:
         raise ProtocolError(f"{_where(ep)}: {exc}") from None
     _guard_literals(client, ep)
+    if not logging.getLogger("imapclient.imaplib").isEnabledFor(logging.DEBUG):
+        # imapclient sets imaplib's debug level to 5, so imaplib formats a repr() of every response,
+        # every message body included, for a logger that drops it: a twentieth of a backup's CPU.
+        client._imap.debug = 0
     # Pipelined commands are small writes in a row: Nagle's algorithm would hold each one back
     # until the previous one is acknowledged, a round trip per command.
     with contextlib.suppress(OSError, AttributeError):

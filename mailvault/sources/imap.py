@@ -225,49 +225,65 @@ class ImapSource(ImapConnection):
         connection is reopened and what did not arrive is asked again; a batch the server
         refuses is narrowed down one command at a time (:meth:`_fetch_batch`).
         """
-        by_uid = {m.uid: m for m in metas}
+        return self._fetch_pipelined([m.uid for m in metas], {m.uid: m for m in metas})
+
+    def fetch_new(self, uids: Sequence[int]) -> Iterator[Fetched | FetchFailure]:
+        """Messages nothing is known of yet (a new folder, new UIDs): metadata and body in the same
+        pipelined FETCH, one round of parsing and no metadata round trip. A UID with no answer at
+        all was expunged meanwhile and is left out, as :meth:`metadata` would."""
+        return self._fetch_pipelined(list(uids), None)
+
+    def _fetch_pipelined(
+        self, uids: list[int], metas: dict[int, MessageMeta] | None
+    ) -> Iterator[Fetched | FetchFailure]:
         done: set[int] = set()
-        refused: list[list[MessageMeta]] = []
+        refused: list[list[int]] = []
         sizer = BatchSizer(self.rtt or DEFAULT_RTT, self.batch_bytes)
         attempt, backoff = 0, self.network_backoff
         while True:
-            todo = [m for m in metas if m.uid not in done]
+            todo = [u for u in uids if u not in done]
             if not todo:
                 break
             try:
-                yield from self._pipelined(todo, by_uid, done, refused, sizer)
+                yield from self._pipelined(todo, metas, done, refused, sizer)
                 break
             except NETWORK_ERRORS as exc:
                 backoff = self.recover("FETCH bodies", exc, attempt, backoff)
                 attempt += 1
-        for batch in refused:
-            yield from self._fetch_batch(batch, ["BODY.PEEK[]"])
+        for batch in refused:  # narrowed down one command at a time
+            known = [metas[u] for u in batch] if metas is not None else list(self.metadata(batch).values())
+            yield from self._fetch_batch(known, ["BODY.PEEK[]"])
 
-    def _batches(self, metas: list[MessageMeta], sizer: BatchSizer) -> Iterator[FetchCommand]:
-        """UID-range batches, each as big as the sizer says when the pipeline asks for it."""
+    def _batches(
+        self, uids: list[int], metas: dict[int, MessageMeta] | None, sizer: BatchSizer
+    ) -> Iterator[FetchCommand]:
+        """UID-range batches, each as big as the sizer says when the pipeline asks for it (sizes
+        from the metadata, else the average size seen so far)."""
         batch: list[int] = []
-        size = 0
-        for meta in metas:
-            if batch and (size + meta.size > sizer.batch_bytes or len(batch) >= self.batch_count):
+        size = 0.0
+        for uid in uids:
+            msg_size = metas[uid].size if metas is not None else sizer.avg_size
+            if batch and (size + msg_size > sizer.batch_bytes or len(batch) >= self.batch_count):
                 yield FetchCommand(batch, uid_set(batch))
                 batch, size = [], 0
-            batch.append(meta.uid)
-            size += meta.size
+            batch.append(uid)
+            size += msg_size
         if batch:
             yield FetchCommand(batch, uid_set(batch))
 
     def _pipelined(
         self,
-        metas: list[MessageMeta],
-        by_uid: dict[int, MessageMeta],
+        uids: list[int],
+        metas: dict[int, MessageMeta] | None,
         done: set[int],
-        refused: list[list[MessageMeta]],
+        refused: list[list[int]],
         sizer: BatchSizer,
     ) -> Iterator[Fetched | FetchFailure]:
-        pipeline = FetchPipeline(self.client, ["BODY.PEEK[]"], b"BODY[]", depth=sizer.depth)
+        items = ["BODY.PEEK[]"] if metas is not None else [*self._meta_items(), "BODY.PEEK[]"]
+        pipeline = FetchPipeline(self.client, items, b"BODY[]", depth=sizer.depth)
         last = time.monotonic()
         try:
-            for cmd, uid, data in pipeline.run(self._batches(metas, sizer)):
+            for cmd, uid, data in pipeline.run(self._batches(uids, metas, sizer)):
                 if uid is not None:
                     body = data[b"BODY[]"]
                     if not isinstance(body, bytes):
@@ -275,20 +291,22 @@ class ImapSource(ImapConnection):
                     done.add(uid)
                     self.stats.bytes_fetched += len(body)
                     self.stats.messages_fetched += 1
-                    yield Fetched(by_uid[uid], body)
+                    yield Fetched(metas[uid] if metas is not None else self._meta(uid, data), body)
                     continue
                 now = time.monotonic()
                 sizer.observe(cmd.nbytes, now - max(cmd.started, last))
+                sizer.observe_messages(len(cmd.received), cmd.nbytes)
                 last = now
                 pipeline.depth = sizer.depth
-                missing = [by_uid[u] for u in cmd.uids if u not in cmd.received]
-                done.update(m.uid for m in missing)
+                missing = [u for u in cmd.uids if u not in cmd.received]
+                done.update(missing)
                 if cmd.status != "OK":
                     if missing:
                         refused.append(missing)
                     continue
-                for m in missing:
-                    yield FetchFailure(m.uid, "server returned no body (message expunged meanwhile?)")
+                for u in missing:
+                    if metas is not None or u in cmd.seen:
+                        yield FetchFailure(u, "server returned no body (message expunged meanwhile?)")
         finally:
             self.fetch_commands += pipeline.sent
 

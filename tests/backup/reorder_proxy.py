@@ -3,8 +3,9 @@ awkward, as a server may legally send them, for the pipelined body FETCH of a ba
 
 * the untagged responses of every ``UID FETCH ... BODY.PEEK[]`` command are held until that
   command's tagged answer and then sent in reverse order;
-* before them come unsolicited FETCH responses: one without a UID (``* 1 FETCH (FLAGS (\\Seen))``)
-  and one with the UID of a message of the same command but FLAGS only;
+* before them come unsolicited FETCH responses: one without a UID (``* 1 FETCH (FLAGS (\\Seen))``),
+  one with the UID of a message of the same command but FLAGS only (the message's own response,
+  which carries its flags, must win), one for a UID nobody asked for;
 * STARTTLS is hidden (the proxy reads the stream; loopback, ``--allow-plaintext``);
 * it records how many body FETCH commands the client had in flight at once (pipelining).
 
@@ -135,8 +136,9 @@ class ReorderProxy:
         if uids:
             out.append(b"* 1 FETCH (FLAGS (\\Seen))\r\n")
             out.append(b"* 1 FETCH (UID " + uids[-1] + b" FLAGS (\\Flagged $Unsolicited))\r\n")
+            out.append(b"* 2 FETCH (UID 999999 FLAGS (\\Deleted $Unsolicited))\r\n")
             with self._lock:
-                self.stats.injected += 2
+                self.stats.injected += 3
         if len(held) > 1:
             with self._lock:
                 self.stats.reversed_responses += len(held)
