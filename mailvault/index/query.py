@@ -72,7 +72,15 @@ class Or:
     children: tuple[Node, ...]
 
 
-Node = Term | Filter | Not | And | Or
+@dataclass(frozen=True)
+class Checked:
+    """A multi-word term whose words the full-text driver already requires (see
+    :func:`split_driver`): only the check that they come in sequence is left."""
+
+    term: Term
+
+
+Node = Term | Filter | Not | And | Or | Checked
 
 
 @dataclass(frozen=True)
@@ -348,19 +356,32 @@ _PHRASE_CHECK = {
 _DATE = "m.sortdate"  # the Date header, else the INTERNALDATE (see store.py)
 
 
-def to_sql(node: Node) -> tuple[str, list[object]]:
-    """A WHERE fragment over the aliases g (msgs), m (members), sf (snapfolders), s (snapshots)."""
-    if fts_only(node):
-        return "g.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)", [fts_match(node)]
-    if isinstance(node, Term):  # several words: all of them, then in sequence
-        check = _PHRASE_CHECK[node.field]
-        sql = f"g.id IN (SELECT rowid FROM fts WHERE fts MATCH ?) AND {check}"  # noqa: S608
-        return sql, [fts_match(node), node.text]
+def to_sql(node: Node, *, probe: bool = False) -> tuple[str, list[object]]:
+    """A WHERE fragment over the aliases g (msgs), m (members), sf (snapfolders), s (snapshots).
+
+    A full-text part is ``g.id IN (<its matches>)`` — SQLite builds the set of matches once, the
+    right thing when every message in scope is looked at — or, with ``probe``, a look-up of
+    the one message in the full-text index (``EXISTS (... AND rowid = g.id)``): for a walk
+    that stops after a page of hits, where building the set of a common word's half a million
+    matches would cost more than the whole walk.
+    """
+    if fts_only(node) or isinstance(node, Term):
+        found = (
+            "EXISTS (SELECT 1 FROM fts WHERE fts MATCH ? AND rowid = g.id)"
+            if probe
+            else "g.id IN (SELECT rowid FROM fts WHERE fts MATCH ?)"
+        )
+        if fts_only(node):
+            return found, [fts_match(node)]
+        assert isinstance(node, Term)  # several words: all of them, then in sequence
+        return f"{found} AND {_PHRASE_CHECK[node.field]}", [fts_match(node), node.text]
+    if isinstance(node, Checked):
+        return _PHRASE_CHECK[node.term.field], [node.term.text]
     if isinstance(node, Not):
-        sql, params = to_sql(node.child)
+        sql, params = to_sql(node.child, probe=probe)
         return f"NOT ({sql})", params
     if isinstance(node, And | Or):
-        parts = [to_sql(c) for c in node.children]
+        parts = [to_sql(c, probe=probe) for c in node.children]
         joiner = " AND " if isinstance(node, And) else " OR "
         return joiner.join(f"({s})" for s, _ in parts), [p for _, ps in parts for p in ps]
     assert isinstance(node, Filter)
@@ -402,6 +423,6 @@ def split_driver(node: Node | None) -> tuple[str | None, Node | None]:
     # Phrases narrow the FTS result by their words and are then checked in sequence.
     match = " AND ".join(f"({fts_match(c)})" for c in exact + phrases)
     match = f"({match})" + "".join(f" NOT ({fts_match(c.child)})" for c in negated)
-    rest = [c for c in children if c not in exact and c not in negated]
+    rest = [Checked(c) if c in phrases else c for c in children if c not in exact and c not in negated]
     rest_node: Node | None = None if not rest else rest[0] if len(rest) == 1 else And(tuple(rest))
     return match, rest_node

@@ -173,7 +173,7 @@ def _statement(
         source = _ALL
         params.extend(scope_params)
     if rest is not None:
-        sql, p = to_sql(rest)
+        sql, p = to_sql(rest, probe=by_date)
         where.append(f"({sql})")
         params.extend(p)
     cols = _COLS + (", MAX(s.time)" if group else "")

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mailvault.errors import ConfigError
-from mailvault.index import Hit, SnapshotDiff, diff_snapshots, open_index, search, update_index
+from mailvault.index import Hit, SnapshotDiff, count, diff_snapshots, open_index, search, update_index
 from mailvault.progress import Progress
 from mailvault.vault.repository import Repository
 from mailvault.web.jobs import Jobs, JobState
@@ -93,10 +93,19 @@ class Actions:
     def search_page(
         self, q: str, account: str | None, snapshot: str, page: int, size: int
     ) -> tuple[int, list[dict[str, Any]]]:
-        hits = self._search_all(q, account, snapshot)
+        """(number of hits, the rows of page ``page``): only that page's hits are read (a
+        common word matches half a million messages of a large vault)."""
+        with self._lock:
+            update_index(self.repo)
+        db = open_index(self.repo)
+        try:
+            total = count(db, q, account=account, snapshot=snapshot)
+            hits = search(db, q, account=account, snapshot=snapshot, limit=size, offset=(page - 1) * size)
+        finally:
+            db.close()
         rows = []
         folder_no: dict[tuple[str, str], int] = {}
-        for h in hits[(page - 1) * size : page * size]:
+        for h in hits:
             key = (h.snapshot, h.folder)
             if key not in folder_no:
                 snap = self.repo.resolve_snapshot(h.snapshot)
@@ -118,7 +127,7 @@ class Actions:
                     "link": f"/message/{h.blob}?snapshot={h.snapshot}&folder={fi}&uid={quote(str(h.uid))}",
                 }
             )
-        return len(hits), rows
+        return total, rows
 
     def diff(self, a: str, b: str) -> SnapshotDiff:
         return diff_snapshots(self.repo, a, b)
