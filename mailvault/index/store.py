@@ -10,7 +10,9 @@ Tables:
 
 ``msgs``
     one row per indexed message blob (parsed once, whatever the number of copies):
-    blob id, Date header, size, decoded From/To/Subject, attachment names and types.
+    blob id, Date header, size, decoded From/To/Subject, attachment names and types; an
+    index (id, attachments, size) checks ``has:``/``larger:``/``smaller:`` without reading
+    the (wide) rows.
 ``fts``
     a *contentless* FTS5 table (``content=''``, ``detail=column``) with columns from_, to_,
     cc, subject, body, filename, rowid = ``msgs.id``: it holds which messages (and columns)
@@ -22,7 +24,9 @@ Tables:
     a folder manifest (content-addressed, so shared by every snapshot in which the folder
     did not change) and its rows: uid, message, flags, INTERNALDATE, and the date hits are
     sorted and filtered by (Date header, else INTERNALDATE; indexed, so "newest first,
-    50 of them" reads 50 rows, not every match).
+    50 of them" reads 50 rows, not every match). A second index, (message, manifest, date,
+    uid), sorts a set of full-text matches without reading the table (only a page's rows
+    are then read).
 ``snapshots`` / ``snapfolders``
     the snapshots indexed, and which manifest each of their folders has.
 """
@@ -39,7 +43,7 @@ from pathlib import Path
 from mailvault.errors import IndexError_
 from mailvault.vault.index import default_cache_root
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
 DB_NAME = "search.sqlite"
 
 _SCHEMA = """
@@ -56,6 +60,7 @@ CREATE TABLE IF NOT EXISTS msgs(
     attachments TEXT NOT NULL,   -- JSON [[name, mime, size], ...]
     nattach INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS msgs_filter ON msgs(id, nattach, size);
 CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
     from_, to_, cc, subject, body, filename,
     content='', columnsize=0, detail=column, tokenize='unicode61 remove_diacritics 2'
@@ -67,7 +72,7 @@ CREATE TABLE IF NOT EXISTS members(
     sortdate INTEGER  -- the message's date: its Date header, else INTERNALDATE; NULL if neither
 );
 CREATE INDEX IF NOT EXISTS members_manifest ON members(manifest);
-CREATE INDEX IF NOT EXISTS members_msg ON members(msg);
+CREATE INDEX IF NOT EXISTS members_by_msg ON members(msg, manifest, sortdate, uid);
 CREATE INDEX IF NOT EXISTS members_sortdate ON members(sortdate);
 CREATE TABLE IF NOT EXISTS snapshots(
     id INTEGER PRIMARY KEY, sid TEXT UNIQUE NOT NULL, account TEXT NOT NULL, time TEXT NOT NULL,
@@ -78,6 +83,16 @@ CREATE TABLE IF NOT EXISTS snapfolders(
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS snapfolders_manifest ON snapfolders(manifest);
 """
+
+#: Upgrades in place from an older schema (others are rebuilt: the index is derived data).
+_MIGRATIONS: dict[str, tuple[str, ...]] = {
+    "2": (
+        "CREATE INDEX IF NOT EXISTS members_by_msg ON members(msg, manifest, sortdate, uid)",
+        "DROP INDEX IF EXISTS members_msg",
+        "CREATE INDEX IF NOT EXISTS msgs_filter ON msgs(id, nattach, size)",
+        "UPDATE meta SET value = '3' WHERE key = 'schema'",
+    ),
+}
 
 
 def index_path(vault_id: str, root: Path | None = None) -> Path:
@@ -105,6 +120,14 @@ def connect(path: Path) -> sqlite3.Connection:
         db.execute("PRAGMA cache_size=-65536")
         db.execute("CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID")
         row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is not None and row[0] in _MIGRATIONS:
+            db.execute("BEGIN IMMEDIATE")  # one process migrates; the others wait, then see it done
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+            if row is not None and row[0] in _MIGRATIONS:
+                for stmt in _MIGRATIONS[row[0]]:
+                    db.execute(stmt)
+            db.commit()
+            row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is not None and row[0] != SCHEMA_VERSION:  # derived data of another version: start again
             db.close()
             remove(path)
