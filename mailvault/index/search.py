@@ -135,6 +135,11 @@ _DEFERRED_ROWS = (
     "CROSS JOIN members m ON m.rowid = x.mr CROSS JOIN snapfolders sf ON sf.snap = x.sn AND sf.folder = x.fo "
     "CROSS JOIN snapshots s ON s.id = x.sn CROSS JOIN msgs g ON g.id = m.msg"
 )
+_ALL_KEYS = (
+    "snapshots s CROSS JOIN snapfolders sf ON sf.snap = s.id "
+    "CROSS JOIN members m INDEXED BY members_manifest ON m.manifest = sf.manifest"
+)
+_FILTER_JOIN = " CROSS JOIN msgs g INDEXED BY msgs_filter ON g.id = m.msg"
 _ORDER = " ORDER BY d DESC, s.account, sf.folder, m.uid"
 _ALL = (
     "snapshots s JOIN snapfolders sf ON sf.snap = s.id JOIN members m ON m.manifest = sf.manifest "
@@ -170,7 +175,13 @@ class _Plan:
 
 
 def _statement(
-    db: sqlite3.Connection, q: Query, account: str | None, snapshot: str, *, page: bool = False
+    db: sqlite3.Connection,
+    q: Query,
+    account: str | None,
+    snapshot: str,
+    *,
+    page: bool = False,
+    keys: bool = False,
 ) -> _Plan:
     """The statement for the hits of ``q``; three plans.
 
@@ -182,7 +193,8 @@ def _statement(
     matches are joined and sorted on the (message, manifest, date, uid) index alone and only
     the page's rows are read — reading the message row of each of the 16,000 matches of two
     words in a million messages cost two thirds of the time (``has:``/``larger:``/``smaller:``
-    are checked on an index too).
+    are checked on an index too). With ``keys`` (counting), the deferred statement is given
+    whenever the query allows, also without words.
     """
     scope_sql, scope_params, group = _scope(db, q, account, snapshot)
     driver, rest = split_driver(q.root)
@@ -202,14 +214,18 @@ def _statement(
             params.append(driver)
     elif driver is not None:
         narrow = re.sub(r"\bg\.(nattach|size)\b", "", rest_sql)  # what msgs_filter holds
-        deferred = page and not group and "g." not in narrow and "m.flags" not in rest_sql
+        deferred = (page or keys) and not group and "g." not in narrow and "m.flags" not in rest_sql
         source = _BY_TEXT_KEYS if deferred else _BY_TEXT
         if deferred and narrow != rest_sql:
-            source += " CROSS JOIN msgs g INDEXED BY msgs_filter ON g.id = m.msg"
+            source += _FILTER_JOIN
         params.append(driver)
         params.extend(scope_params)
     else:
-        source = _ALL
+        narrow = re.sub(r"\bg\.(nattach|size)\b", "", rest_sql)
+        deferred = keys and not group and "g." not in narrow and "m." not in rest_sql
+        source = _ALL_KEYS if deferred else _ALL
+        if deferred and narrow != rest_sql:
+            source += _FILTER_JOIN
         params.extend(scope_params)
     if rest is not None:
         where.append(f"({rest_sql})")
@@ -293,7 +309,7 @@ def count(
 ) -> int:
     """How many hits :func:`search` would return without a limit."""
     q = parse_query(query) if isinstance(query, str) else query
-    plan = _statement(db, q, account, snapshot)
+    plan = _statement(db, q, account, snapshot, keys=True)
     counted = f"SELECT COUNT(*) FROM ({plan.stmt})"  # noqa: S608
     row = _run(lambda d: d.execute(counted, plan.params).fetchone(), db)
     return int(row[0])
