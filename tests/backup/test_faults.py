@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import mailvault.backup_imap as backup_module
+import mailvault.backup.connect as backup_module
 from mailvault.backup import BackupOptions
 from mailvault.backup import backup as core_backup
 from mailvault.net.session import Credentials, TLSPolicy, connect_imap, parse_url

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-import mailvault.backup_imap as backup_module
+import mailvault.backup.connect as backup_module
 import mailvault.restore
 from mailvault.backup import BackupOptions
 from mailvault.backup import backup as core_backup

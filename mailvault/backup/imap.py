@@ -18,17 +18,17 @@ from __future__ import annotations
 
 import math
 import threading
-from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from mailvault.backup_common import BackupBase, BackupOptions, BackupResult, folder_selected
+from mailvault.backup.common import BackupBase, BackupOptions, BackupResult, folder_selected
+from mailvault.backup.work import Job, Work
 from mailvault.errors import ProtocolError, RemoteError
 from mailvault.model import FolderInfo, header_block, message_id
 from mailvault.net import mutf7
 from mailvault.net.imap import AUTO, connection_count
-from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
+from mailvault.net.session import Endpoint
 from mailvault.prefetch import prefetch
 from mailvault.progress import Bar, Progress
 from mailvault.sources.imap import Fetched, FetchFailure, FolderState, ImapSource, MessageMeta, RemoteFolder
@@ -41,146 +41,6 @@ UID_CHUNK = 2000
 MIN_SPLIT = 250
 #: ``auto``: about this many messages to fetch make one more connection worth opening.
 MESSAGES_PER_CONNECTION = 500
-
-
-def open_source(
-    endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: BackupOptions, *, prepare: bool = False
-) -> ImapSource:
-    """A logged-in read-only source; with ``prepare``, its namespace and folder list asked too."""
-    source = ImapSource(lambda: connect_imap(endpoint, creds, tls), batch_bytes=options.batch_bytes)
-    if prepare:
-        try:
-            source.prepare()
-        except BaseException:
-            source.close()
-            raise
-    return source
-
-
-class EarlySource:
-    """The backup's first IMAP connection, opened (login, ENABLE, NAMESPACE, LIST-STATUS) on a
-    thread while the caller does something slow, such as deriving the vault key with scrypt.
-
-    :meth:`take` returns it (or raises what opening it raised); :meth:`discard` closes one never
-    taken. Only for credentials that do not need the vault (passwords, token commands)."""
-
-    def __init__(
-        self, endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: BackupOptions
-    ) -> None:
-        self._result: ImapSource | None = None
-        self._error: BaseException | None = None
-        self._taken = False
-        self._lock = threading.Lock()
-
-        def work() -> None:
-            try:
-                source = open_source(endpoint, creds, tls, options, prepare=True)
-            except BaseException as exc:  # handed to take()
-                self._error = exc
-                return
-            with self._lock:
-                abandoned = self._taken
-                self._result = source
-            if abandoned:  # discarded while it was connecting
-                source.close()
-
-        self._thread = threading.Thread(target=work, name="mailvault-connect", daemon=True)
-        self._thread.start()
-
-    def take(self) -> ImapSource:
-        self._thread.join()
-        self._taken = True
-        if self._error is not None:
-            raise self._error
-        assert self._result is not None
-        return self._result
-
-    def discard(self) -> None:
-        """Close the connection if it was never taken; one still connecting closes when it is
-        done (a daemon thread: the process does not wait for it)."""
-        with self._lock:
-            if self._taken:
-                return
-            self._taken = True
-            source = self._result
-        if source is not None:
-            source.close()
-
-
-@dataclass
-class _Job:
-    """A folder with work: its chunks of UIDs and, per chunk, the manifest rows once done."""
-
-    index: int
-    info: FolderInfo
-    pf: SnapshotFolder | None
-    uidvalidity: int | None
-    known: dict[int, ManifestEntry]
-    condstore: bool
-    chunks: list[list[int]]
-    bar: Bar
-    rows: list[ManifestRows | None] = field(default_factory=list)
-    left: int = 0
-
-
-@dataclass
-class _Task:
-    plan: int | None = None  # index of a folder to plan
-    job: _Job | None = None  # or a chunk of a planned folder
-    chunk: int = 0
-
-
-class _Work:
-    """The tasks of a run, taken by every connection (see the module doc for the order)."""
-
-    def __init__(self, folders: int) -> None:
-        self._cond = threading.Condition()
-        self._plans: deque[int] = deque(range(folders))
-        self._chunks: list[tuple[_Job, int]] = []
-        self._busy = 0
-        self.failed = False
-
-    def take(self, selected: str | None) -> _Task | None:
-        with self._cond:
-            while True:
-                if self.failed:
-                    return None
-                task = self._pick(selected)
-                if task is not None:
-                    self._busy += 1
-                    return task
-                if self._busy == 0:
-                    return None  # nothing left, and nobody is planning more
-                self._cond.wait()
-
-    def _pick(self, selected: str | None) -> _Task | None:
-        if self._chunks:
-            own = [i for i, (job, _) in enumerate(self._chunks) if job.info.name_raw == selected]
-            if own or not self._plans:
-                i = own[0] if own else max(range(len(self._chunks)), key=self._size)
-                job, k = self._chunks.pop(i)
-                return _Task(job=job, chunk=k)
-        if self._plans:
-            return _Task(plan=self._plans.popleft())
-        return None
-
-    def _size(self, k: int) -> int:
-        job, c = self._chunks[k]
-        return len(job.chunks[c])
-
-    def done(self, job: _Job | None = None) -> None:
-        """A task is finished; ``job``: a planned folder whose chunks are now to be taken."""
-        with self._cond:
-            self._busy -= 1
-            if job is not None:
-                self._chunks.extend((job, k) for k in range(len(job.chunks)))
-            self._cond.notify_all()
-
-    def fail(self) -> None:
-        with self._cond:
-            self.failed = True
-            self._busy -= 1
-            self._cond.notify_all()
 
 
 class ImapBackup(BackupBase):
@@ -268,7 +128,7 @@ class ImapBackup(BackupBase):
 
     def _parallel(self, writer: VaultWriter, n: int) -> None:
         """Every task over ``n`` connections: this thread's (the first) and ``n - 1`` more."""
-        work = _Work(len(self._remote))
+        work = Work(len(self._remote))
         if n <= 1:
             self._worker(writer, work, None)
             return
@@ -299,7 +159,7 @@ class ImapBackup(BackupBase):
             for f in futures:
                 f.result()
 
-    def _worker(self, writer: VaultWriter, work: _Work, src: ImapSource | None) -> None:
+    def _worker(self, writer: VaultWriter, work: Work, src: ImapSource | None) -> None:
         self._local.source = src
         try:
             while True:
@@ -318,7 +178,7 @@ class ImapBackup(BackupBase):
             self._local.source = None
 
     # -- a folder ----------------------------------------------------------------------------
-    def _plan(self, writer: VaultWriter, index: int) -> _Job | None:
+    def _plan(self, writer: VaultWriter, index: int) -> Job | None:
         """A folder's state and UIDs; its result when there is nothing to fetch, else its job."""
         src = self.source
         rf = self._remote[index]
@@ -356,7 +216,7 @@ class ImapBackup(BackupBase):
             size = max(MIN_SPLIT, min(UID_CHUNK, math.ceil(len(uids) / (2 * self._split))))
         chunks = [uids[i : i + size] for i in range(0, len(uids), size)]
         bar = self.progress.bar(info.name[:30], total=len(uids))
-        job = _Job(index, info, pf, state.uidvalidity, known, condstore, chunks, bar)
+        job = Job(index, info, pf, state.uidvalidity, known, condstore, chunks, bar)
         job.rows = [None] * len(chunks)
         job.left = len(chunks)
         return job
@@ -369,7 +229,7 @@ class ImapBackup(BackupBase):
             manifest = writer.add_manifest(rows)
         self._results[index] = SnapshotFolder.build(info, manifest, rows.count, rows.bytes)
 
-    def _run_chunk(self, writer: VaultWriter, job: _Job, k: int) -> None:
+    def _run_chunk(self, writer: VaultWriter, job: Job, k: int) -> None:
         src = self.source
         if src.selected != job.info.name_raw:
             state = src.examine(job.info.name_raw)

@@ -1,73 +1,22 @@
-"""``mailvault backup``: an IMAP or POP3 account into the vault, incrementally.
-
-Per IMAP folder (EXAMINE only, bodies with BODY.PEEK[]; :mod:`mailvault.backup_imap`):
-
-1. unchanged since the last snapshot (same UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and
-   message count) → the previous manifest is reused: no FETCH at all;
-2. otherwise the flags of known messages are refreshed (CONDSTORE ``CHANGEDSINCE``
-   when advertised, one FLAGS fetch of the folder otherwise), messages gone from the
-   server drop out of the new manifest, and only UIDs the previous snapshot lacks are
-   fetched; a UIDVALIDITY change re-fetches the folder (the blobs dedupe);
-3. with Gmail's X-GM-EXT-1, a message whose X-GM-MSGID is already in the vault is not
-   downloaded again (All Mail costs neither bandwidth nor storage).
-
-Folders, and chunks of large folders, are spread over parallel connections; bodies come by
-pipelined FETCH (:mod:`mailvault.net.fetch`).
-
-POP3: UIDL-based; messages stay on the server unless ``delete_after_days`` is set,
-and then only those the just-committed snapshot holds are deleted.
-"""
+"""POP3 side of ``mailvault backup``: UIDL-based; messages stay on the server unless
+``delete_after_days`` is set, and then only those the just-committed snapshot holds are deleted."""
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime, timedelta
 
-from mailvault.backup_common import BackupBase, BackupOptions, BackupResult, folder_selected
-from mailvault.backup_imap import EarlySource, ImapBackup, open_source
+from mailvault.backup.common import BackupBase, BackupOptions, BackupResult
 from mailvault.errors import ConnectError, RemoteError
 from mailvault.model import FolderInfo, SourceMessage
-from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_pop3
-from mailvault.progress import QUIET, Progress
+from mailvault.net.session import Endpoint
+from mailvault.progress import Progress
 from mailvault.sources.pop3 import Pop3Entry, Pop3Source
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import ManifestEntry, SnapshotFolder
 
-__all__ = ["BackupOptions", "BackupResult", "EarlySource", "backup", "folder_selected"]
 
-
-def backup(
-    repo: Repository,
-    endpoint: Endpoint,
-    creds: Credentials,
-    tls: TLSPolicy,
-    options: BackupOptions | None = None,
-    *,
-    progress: Progress = QUIET,
-    early: EarlySource | None = None,
-) -> BackupResult:
-    """Back up one account into ``repo``. ``early``: the IMAP connection already being opened
-    (:class:`EarlySource`, started while the vault's key was derived)."""
-    options = options or BackupOptions()
-    if endpoint.protocol == "imap":
-        # Connect before taking the lock: a wrong password must leave the vault untouched.
-        source = (
-            early.take() if early is not None else open_source(endpoint, creds, tls, options, prepare=True)
-        )
-        try:
-            return ImapBackup(
-                repo, endpoint, source, options, progress, lambda: open_source(endpoint, creds, tls, options)
-            ).run()
-        finally:
-            source.close()
-    pop = Pop3Source(lambda: connect_pop3(endpoint, creds, tls))
-    try:
-        return _Pop3Backup(repo, endpoint, pop, options, progress).run()
-    finally:
-        pop.close()
-
-
-class _Pop3Backup(BackupBase):
+class Pop3Backup(BackupBase):
     kind = "pop3"
 
     def __init__(
