@@ -102,6 +102,7 @@ class ImapSource(ImapConnection):
         self._listing: list[ListedFolder] | None = None
         #: The personal namespace as :meth:`prepare` found it (None: not asked yet).
         self.namespace: tuple[str, str | None] | None = None
+        self._sizer: BatchSizer | None = None
         #: Pipelined FETCH commands sent (the tests count them).
         self.fetch_commands = 0
         super().__init__(connect, max_retries=MAX_RETRIES)
@@ -238,7 +239,9 @@ class ImapSource(ImapConnection):
     ) -> Iterator[Fetched | FetchFailure]:
         done: set[int] = set()
         refused: list[list[int]] = []
-        sizer = BatchSizer(self.rtt or DEFAULT_RTT, self.batch_bytes)
+        if self._sizer is None:  # one per connection: what it learnt carries over to the next chunk
+            self._sizer = BatchSizer(self.rtt or DEFAULT_RTT, self.batch_bytes)
+        sizer = self._sizer
         attempt, backoff = 0, self.network_backoff
         while True:
             todo = [u for u in uids if u not in done]
