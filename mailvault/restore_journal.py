@@ -66,6 +66,10 @@ class Journal:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(path, timeout=60, check_same_thread=False)
                 self._db.execute("PRAGMA journal_mode=WAL")
+                # WAL + NORMAL: a commit survives a killed process (the WAL is in the OS's hands);
+                # only a power cut can lose the last commits, and a rerun's duplicate check
+                # (Message-ID and size in the target folder) finds those messages there.
+                self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             raise _error(path, exc) from exc
@@ -100,6 +104,35 @@ class Journal:
                 "INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?)",
                 [(target, folder, uidvalidity, b, s, u) for b, s, u in rows],
             )
+
+    @_locked
+    def record_uploaded(
+        self,
+        target: str,
+        folder: str,
+        uidvalidity: int,
+        rows: list[tuple[str, int, int | None]],
+        *,
+        day: str,
+        nbytes: int,
+        gmail: bool = False,
+    ) -> None:
+        """One transaction for a group of uploaded messages: their journal rows, the bytes spent
+        today and, on Gmail, where each message's single copy is."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO journal VALUES (?,?,?,?,?,?)",
+                [(target, folder, uidvalidity, b, s, u) for b, s, u in rows],
+            )
+            self._db.execute(
+                "INSERT INTO budget VALUES (?,?,?) ON CONFLICT(target, day) DO UPDATE SET bytes = bytes + ?",
+                (target, day, nbytes, nbytes),
+            )
+            if gmail:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO gmail_copy VALUES (?,?,?,?,?)",
+                    [(target, b, folder, uidvalidity, u) for b, _s, u in rows],
+                )
 
     # Gmail: one copy per message, labels for the other folders.
     @_locked

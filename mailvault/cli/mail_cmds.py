@@ -164,7 +164,7 @@ def restore(
 ) -> None:
     """Replay a snapshot into an IMAP account: folders, flags and dates intact, never twice."""
     from mailvault.errors import ConfigError
-    from mailvault.restore import RestoreOptions, parse_map
+    from mailvault.restore import RestoreOptions, connect_ahead, parse_map
     from mailvault.restore import restore as run_restore
 
     def go() -> Any:
@@ -187,16 +187,23 @@ def restore(
             from mailvault.index import parse_query
 
             parse_query(search)  # a bad query fails before anything is opened
-        with _open(vault, vault_password_file, vault_password_command) as repo:
-            _bind_vault(repo, creds)
-            if search is not None:
-                from mailvault.index import select_in_snapshot
+        conns = connect_ahead(endpoint, creds, tls, options)  # logs in while the vault opens
+        try:
+            with _open(vault, vault_password_file, vault_password_command) as repo:
+                _bind_vault(repo, creds)
+                if search is not None:
+                    from mailvault.index import select_in_snapshot
 
-                snap, options.selection = select_in_snapshot(
-                    repo, search, snapshot, account, _progress(quiet, as_json)
+                    snap, options.selection = select_in_snapshot(
+                        repo, search, snapshot, account, _progress(quiet, as_json)
+                    )
+                    options.snapshot = snap.id
+                return run_restore(
+                    repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json), connections=conns
                 )
-                options.snapshot = snap.id
-            return run_restore(repo, endpoint, creds, tls, options, progress=_progress(quiet, as_json))
+        finally:
+            if conns is not None:
+                conns.close()
 
     result = run(go)
     _render_restore(result, quiet, as_json)

@@ -19,8 +19,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from mailvault.net.imap import AUTO, AUTO_CONNECTIONS, connection_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
+from mailvault.restore.connections import Connections
 from mailvault.restore.model import (
     GMAIL_DEFAULT_BUDGET_MB,
     GMAIL_SYSTEM_LABELS,
@@ -29,7 +33,7 @@ from mailvault.restore.model import (
     RestoreResult,
     parse_map,
 )
-from mailvault.restore.run import _Restore
+from mailvault.restore.run import MIN_PART, _Restore
 from mailvault.restore_journal import Journal
 from mailvault.targets.imap import ImapTarget
 from mailvault.vault.index import default_cache_root
@@ -39,11 +43,13 @@ __all__ = [
     "GMAIL_DEFAULT_BUDGET_MB",
     "GMAIL_SYSTEM_LABELS",
     "QUIET",
+    "Connections",
     "FolderPlan",
     "ImapTarget",
     "RestoreOptions",
     "RestoreResult",
     "_Restore",
+    "connect_ahead",
     "connect_imap",
     "parse_map",
     "restore",
@@ -63,19 +69,51 @@ def restore(
     *,
     progress: Progress = QUIET,
     journal: Journal | None = None,
+    connections: Connections | None = None,
 ) -> RestoreResult:
+    """``connections``: from :func:`connect_ahead` (opened while the vault was being opened);
+    by default the workers' connections are opened once the first one has logged in."""
     options = options or RestoreOptions()
     snap = repo.resolve_snapshot(options.snapshot, options.account)
-
-    def connect() -> ImapTarget:
-        return ImapTarget(lambda: connect_imap(endpoint, creds, tls))
-
-    target = connect()
+    conns = connections or Connections(_connector(endpoint, creds, tls))
+    target = conns.take()
+    if connections is None and not options.dry_run and options.connections is not None:
+        # Log the other connections in while the folders are planned and created.
+        units = sum(max(1, f.messages // MIN_PART) for f in snap.folders if f.messages)
+        conns.ahead(connection_count(options.connections, units, gmail=target.gmail) - 1)
     own_journal = journal is None
     jr = journal or _journal(repo)
     try:
-        return _Restore(repo, snap, endpoint, target, jr, options, progress, connect=connect).run()
+        return _Restore(repo, snap, endpoint, target, jr, options, progress, connect=conns.take).run()
     finally:
         target.close()
+        if connections is None:
+            conns.close()
         if own_journal:
             jr.close()
+
+
+def connect_ahead(
+    endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: RestoreOptions
+) -> Connections | None:
+    """Start logging in to the target before the vault is open (the caller opens it meanwhile,
+    then passes the result to :func:`restore` and closes it afterwards): the first connection,
+    then, once it is in, the workers' (``--connections``: auto = up to AUTO_CONNECTIONS). None
+    when the credentials come from the vault itself (OAuth2 tokens kept in it)."""
+    from mailvault.auth.access import VaultTokens
+
+    if isinstance(creds.oauth2_token, VaultTokens):
+        return None
+    conns = Connections(_connector(endpoint, creds, tls))
+    workers = 0
+    if not options.dry_run and options.connections is not None:
+        workers = (AUTO_CONNECTIONS if options.connections == AUTO else options.connections) - 1
+    conns.ahead(1, after_first=workers)
+    return conns
+
+
+def _connector(endpoint: Endpoint, creds: Credentials, tls: TLSPolicy) -> Callable[[], ImapTarget]:
+    def connect() -> ImapTarget:
+        return ImapTarget(lambda: connect_imap(endpoint, creds, tls))
+
+    return connect

@@ -55,7 +55,14 @@ class _Base:
         self._reported: set[str] = set()
         self._over_quota = ""  # the server's answer once an APPEND was refused for a full account
         self._budget_lock = threading.Lock()
+        self._count_lock = threading.Lock()  # a folder's counters (its parts may run in parallel)
         self._reserved = 0  # budget bytes of uploads in flight (parallel connections)
+
+    def _count(self, p: FolderPlan, *, failed: int = 0, pending: int = 0, skipped_existing: int = 0) -> None:
+        with self._count_lock:
+            p.failed += failed
+            p.pending += pending
+            p.skipped_existing += skipped_existing
 
     @property
     def target(self) -> ImapTarget:

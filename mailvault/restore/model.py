@@ -58,6 +58,7 @@ class FolderPlan:
     pending: int = 0  # not attempted: the daily upload budget ran out, or the target is full
     labelled: int = 0
     started: bool = False
+    parts: int = 0  # connections its uploads went over (more than 1: a big folder that was empty)
     dropped_flags: list[str] = field(default_factory=list)
 
 

@@ -5,15 +5,35 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from mailvault.errors import FormatError, IntegrityError, ObjectNotFound
 from mailvault.restore.gmail import _GmailMixin
-from mailvault.restore.model import FolderPlan, RestoreResult
+from mailvault.restore.model import FolderPlan, RestoreResult, _Work
 from mailvault.restore.upload import _date, _Uploader, _UploadMixin
 from mailvault.targets.existing import ExistingMessages
-from mailvault.targets.imap import AppendItem, Rejected
+from mailvault.targets.imap import AppendItem, Rejected, SelectedState
+from mailvault.targets.pipeline import AppendPipeline
 from mailvault.vault.snapshots import SnapshotFolder
+
+#: A folder is split over connections in parts of at least this many messages.
+MIN_PART = 250
+
+
+@dataclass
+class _Part:
+    """A folder to restore (``work`` None), or a part of one another connection prepared."""
+
+    plan: FolderPlan
+    work: list[_Work] | None = None
+    uidvalidity: int = 0
+
+
+def _units(plans: list[FolderPlan]) -> int:
+    """How many connections the folders could keep busy (a big folder counts for its parts)."""
+    return sum(max(1, p.messages // MIN_PART) for p in plans if p.messages) or 1
 
 
 class _Restore(_UploadMixin, _GmailMixin):
@@ -39,6 +59,10 @@ class _Restore(_UploadMixin, _GmailMixin):
             last = [p for p in plans if p.special_use == "\\All"]
             self._restore_folders(first, folders)
             self._restore_folders(last, folders)
+            for p in plans:
+                if p.dropped_flags:
+                    kept = ", ".join(p.dropped_flags)
+                    r.warnings.append(f"{p.target}: the server does not keep {kept}; restored without them")
             if self.target.gmail and not r.budget_exhausted and not self._over_quota:
                 self._apply_gmail_labels(plans)
         for p in plans:
@@ -61,34 +85,88 @@ class _Restore(_UploadMixin, _GmailMixin):
         return r
 
     def _restore_folders(self, plans: list[FolderPlan], folders: dict[str, SnapshotFolder]) -> None:
-        n = min(self._connections(len(plans)), len(plans))
+        n = min(self._connections(_units(plans)), _units(plans))
         if n <= 1:
             for p in plans:
                 if self.result.budget_exhausted or self._over_quota:
                     break
                 self._restore_folder(p, folders[p.source])
             return
-        # Biggest folders first, spread over n connections.
-        queue = sorted(plans, key=lambda p: p.bytes, reverse=True)
+        # Biggest folders first, spread over n connections; a big folder that is new or empty on
+        # the target is split into parts that other connections take as they become free.
+        queue: deque[_Part] = deque(_Part(p) for p in sorted(plans, key=lambda p: p.bytes, reverse=True))
+        part_size = max(MIN_PART, -(-sum(p.messages for p in plans) // (2 * n)))
         lock = threading.Lock()
+        main_free = [True]  # the first worker uses the connection that made the plan
 
         def worker() -> None:
+            with lock:
+                mine, main_free[0] = main_free[0], False
             assert self._connect is not None
-            self._local.target = self._connect()
+            self._local.target = self._main_target if mine else self._connect()
             try:
                 while not self.result.budget_exhausted and not self._over_quota:
                     with lock:
                         if not queue:
                             return
-                        p = queue.pop(0)
-                    self._restore_folder(p, folders[p.source])
+                        item = queue.popleft()
+                    if item.work is not None:
+                        self._restore_part(item)
+                        continue
+                    prepared = self._prepare(item.plan, folders[item.plan.source])
+                    if prepared is None:
+                        continue
+                    state, work, existing = prepared
+                    if self._splittable(item.plan, state, work, part_size):
+                        k = -(-len(work) // part_size)
+                        size = -(-len(work) // k)
+                        parts = [work[i : i + size] for i in range(0, len(work), size)]
+                        work = parts[0]
+                        item.plan.parts = len(parts)
+                        with lock:
+                            queue.extendleft(
+                                _Part(item.plan, w, state.uidvalidity) for w in reversed(parts[1:])
+                            )
+                    self._upload(item.plan, state, work, existing)
             finally:
-                self._local.target.close()
+                if not mine:
+                    self._local.target.close()
                 self._local.target = None
 
-        with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-restore") as pool:
-            for f in [pool.submit(worker) for _ in range(n)]:
-                f.result()
+        try:
+            with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-restore") as pool:
+                for f in [pool.submit(worker) for _ in range(n)]:
+                    f.result()
+        finally:
+            for item in queue:  # stopped by the budget or a full account: counted as not attempted
+                if item.work is not None:
+                    item.plan.pending += len(item.work)
+
+    def _splittable(self, p: FolderPlan, state: SelectedState, work: list[_Work], part_size: int) -> bool:
+        """Whether a folder's uploads may go over several connections: the target folder is empty
+        (no duplicate check to keep consistent), not Gmail (one copy per message, claimed per
+        folder), pipelined (an ASCII name), and it is big enough to be worth it."""
+        return (
+            state.exists == 0
+            and not self.target.gmail
+            and AppendPipeline.usable(p.target_raw)
+            and len(work) >= 2 * part_size
+        )
+
+    def _restore_part(self, item: _Part) -> None:
+        """Upload one part of a folder another connection prepared (the folder was empty)."""
+        assert item.work is not None
+        p = item.plan
+        state = self.target.select(p.target_raw)
+        if state.uidvalidity != item.uidvalidity:
+            with self._count_lock:
+                p.pending += len(item.work)
+            self.result.warnings.append(
+                f"{p.target}: the folder was recreated on the target during the restore; "
+                f"{len(item.work)} message(s) left for the next run"
+            )
+            return
+        self._upload(p, state, item.work, ExistingMessages(self.target))
 
     def _ensure_folder(self, p: FolderPlan) -> bool:
         if not p.create:
@@ -107,9 +185,17 @@ class _Restore(_UploadMixin, _GmailMixin):
         return True
 
     def _restore_folder(self, p: FolderPlan, folder: SnapshotFolder) -> None:
+        prepared = self._prepare(p, folder)
+        if prepared is not None:
+            self._upload(p, *prepared)
+
+    def _prepare(
+        self, p: FolderPlan, folder: SnapshotFolder
+    ) -> tuple[SelectedState, list[_Work], ExistingMessages] | None:
+        """Create and select the target folder; the messages still to upload (None: nothing)."""
         p.started = True
-        if not self._ensure_folder(p):
-            return
+        if not self._ensure_folder(p) or not p.messages:
+            return None  # an empty folder only needs to exist: no SELECT
         state = self.target.select(p.target_raw)
         done = self.journal.done(self.key, p.target_raw, state.uidvalidity)
         try:
@@ -120,11 +206,11 @@ class _Restore(_UploadMixin, _GmailMixin):
                 f"{p.source}: the folder's list of messages cannot be read from the vault ({exc}); "
                 f"{p.messages} message(s) not restored"
             )
-            return
+            return None
         work = [w for w in occurrences if (w.entry.blob, w.seq) not in done]
         p.already = len(occurrences) - len(work)
         if not work:
-            return
+            return None
         gmail = self.target.gmail
         if gmail:
             before = len(work)
@@ -135,6 +221,13 @@ class _Restore(_UploadMixin, _GmailMixin):
         existing = ExistingMessages(self.target)
         if state.exists > len(done):
             existing.load(self.journal.done_uids(self.key, p.target_raw, state.uidvalidity))
+        return state, work, existing
+
+    def _upload(
+        self, p: FolderPlan, state: SelectedState, work: list[_Work], existing: ExistingMessages
+    ) -> None:
+        """Upload ``work`` (all or part of a folder) on this thread's connection."""
+        p.parts = p.parts or 1
         skipped_rows: list[tuple[str, int, int | None]] = []
         dropped: set[str] = set()
         uploader = _Uploader(self, p, state)
@@ -144,7 +237,7 @@ class _Restore(_UploadMixin, _GmailMixin):
                 try:
                     raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
                 except (IntegrityError, FormatError, ObjectNotFound) as exc:
-                    p.failed += 1
+                    self._count(p, failed=1)
                     self.result.failures.append(
                         f"{p.source} UID {w.entry.uid} ({w.entry.size} bytes, blob {w.entry.blob[:12]}): "
                         f"cannot be read from the vault: {exc}"
@@ -155,10 +248,10 @@ class _Restore(_UploadMixin, _GmailMixin):
                     uid_there = existing.take(raw, w.entry.blob)
                     if uid_there is not None:
                         skipped_rows.append((w.entry.blob, w.seq, uid_there))
-                        p.skipped_existing += 1
+                        self._count(p, skipped_existing=1)
                         continue
                 if self.limit is not None and len(raw) > self.limit:
-                    p.failed += 1
+                    self._count(p, failed=1)
                     self._fail_once(
                         w.entry.blob,
                         f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is over the target's APPENDLIMIT "
@@ -166,7 +259,7 @@ class _Restore(_UploadMixin, _GmailMixin):
                     )
                     continue
                 if self.budget_bytes is not None and len(raw) > self.budget_bytes:
-                    p.failed += 1
+                    self._count(p, failed=1)
                     self._fail_once(
                         w.entry.blob,
                         f"{p.source} UID {w.entry.uid}: {len(raw)} bytes is more than the whole daily upload "
@@ -181,7 +274,5 @@ class _Restore(_UploadMixin, _GmailMixin):
         if skipped_rows:
             self.journal.record(self.key, p.target_raw, state.uidvalidity, skipped_rows)
         if dropped:
-            p.dropped_flags = sorted(dropped)
-            self.result.warnings.append(
-                f"{p.target}: the server does not keep {', '.join(sorted(dropped))}; restored without them"
-            )
+            with self._count_lock:  # reported once per folder, after the uploads (see run)
+                p.dropped_flags = sorted(set(p.dropped_flags) | dropped)

@@ -98,14 +98,19 @@ class _UploadMixin(_Base):
         verify_later: list[_Check] | None = None,
     ) -> None:
         rows = [(w.entry.blob, w.seq, uid) for (w, _), uid in zip(batch, uids, strict=True)]
-        self.journal.record(self.key, p.target_raw, state.uidvalidity, rows)
         nbytes = sum(len(i.raw) for _, i in batch)
-        self.journal.spend(self.key, datetime.now(UTC).strftime("%Y-%m-%d"), nbytes)
-        p.uploaded += len(batch)
-        p.uploaded_bytes += nbytes
-        if self.target.gmail:
-            for (w, _), uid in zip(batch, uids, strict=True):
-                self.journal.record_gmail_copy(self.key, w.entry.blob, p.target_raw, state.uidvalidity, uid)
+        self.journal.record_uploaded(
+            self.key,
+            p.target_raw,
+            state.uidvalidity,
+            rows,
+            day=datetime.now(UTC).strftime("%Y-%m-%d"),
+            nbytes=nbytes,
+            gmail=self.target.gmail,
+        )
+        with self._count_lock:
+            p.uploaded += len(batch)
+            p.uploaded_bytes += nbytes
         checks = [
             _Check(uid, w.entry.blob, len(item.raw), item.date)
             for (w, item), uid in zip(batch, uids, strict=True)
@@ -167,7 +172,7 @@ class _Uploader:
         budget is spent: those are counted as pending)."""
         if self.pipe is not None:
             if self.r._over_quota or not self.r._budget_left(len(item.raw)):
-                self.p.pending += left
+                self.r._count(self.p, pending=left)
                 return False
             self.pipe.submit(w, item)
             return True
@@ -204,9 +209,9 @@ class _Uploader:
             # The account is full: every further APPEND would be refused too. Stop; what is left
             # is pending and reported once per folder.
             self.r._over_quota = self.r._over_quota or answer
-            self.p.pending += 1
+            self.r._count(self.p, pending=1)
             return
-        self.p.failed += 1
+        self.r._count(self.p, failed=1)
         self.r.result.failures.append(
             f"{self.p.source} UID {w.entry.uid} ({len(item.raw)} bytes, blob {w.entry.blob[:12]}): "
             f"refused by the server: {answer}"

@@ -210,22 +210,26 @@ class Repository:
             return self.cache.has(blob_id)
 
     def read_block(self, loc: Location) -> bytes:
+        """A block's raw bytes (a small LRU cache). The read, decryption and decompression run
+        outside the lock, so parallel readers (restore connections) decode blocks at once."""
         key = (loc.pack_id, loc.block_no)
-        raw = self._blocks.get(key)
-        if raw is not None:
-            self._blocks.move_to_end(key)
-            return raw
+        with self._read_lock:
+            raw = self._blocks.get(key)
+            if raw is not None:
+                self._blocks.move_to_end(key)
+                return raw
         sealed = self.backend.get(pack_name(loc.pack_id), loc.block.offset, loc.block.sealed_len)
         if len(sealed) != loc.block.sealed_len:
             raise IntegrityError(f"pack {loc.pack_id.hex()[:12]} is truncated")
         raw = open_block(self.sealer, sealed, loc.block, self.load_dict)
-        self._blocks[key] = raw
-        # At most 8 blocks and 32 MiB (a block holding one large blob, e.g. the manifest of a
-        # folder of 100k messages, can be far larger than the block size), the newest always.
-        while len(self._blocks) > BLOCK_CACHE_BLOCKS or (
-            len(self._blocks) > 1 and sum(map(len, self._blocks.values())) > BLOCK_CACHE_BYTES
-        ):
-            self._blocks.popitem(last=False)
+        with self._read_lock:
+            self._blocks[key] = raw
+            # At most 8 blocks and 32 MiB (a block holding one large blob, e.g. the manifest of a
+            # folder of 100k messages, can be far larger than the block size), the newest always.
+            while len(self._blocks) > BLOCK_CACHE_BLOCKS or (
+                len(self._blocks) > 1 and sum(map(len, self._blocks.values())) > BLOCK_CACHE_BYTES
+            ):
+                self._blocks.popitem(last=False)
         return raw
 
     def read_blob(self, blob_id: bytes) -> bytes:
@@ -236,9 +240,9 @@ class Repository:
         """
         with self._read_lock:
             loc = self.locate(blob_id)
-            data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
-            if loc.type == BLOB_SKELETON:
-                data = self._rebuild(blob_id, data)
+        data = self.read_block(loc)[loc.offset : loc.offset + loc.length]
+        if loc.type == BLOB_SKELETON:
+            data = self._rebuild(blob_id, data)
         if sha256(data) != blob_id:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} fails its hash check")
         return data
