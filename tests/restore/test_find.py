@@ -34,3 +34,35 @@ def test_find_by_message_id_and_by_bytes(target: Account) -> None:
         assert t.find(other) is None
     finally:
         t.close()
+
+
+def test_verify_reports_only_messages_stored_otherwise(target: Account) -> None:
+    """ImapTarget.verify: one FETCH; a size or INTERNALDATE other than the one sent is reported
+    (with the server's value), a message stored as sent is not — also when the date we sent has
+    another offset than the server answers in, or carries microseconds."""
+    from datetime import timedelta, timezone
+
+    msgs = [b"From: a@example.org\r\nSubject: v%d\r\n\r\nbody %d\r\n" % (i, i) for i in range(3)]
+    when = datetime(2019, 3, 4, 5, 6, 7, tzinfo=timezone(timedelta(hours=2)))
+    t = _target(target)
+    try:
+        t.select("INBOX")
+        uids = t.append_batch("INBOX", [AppendItem(m, [], when) for m in msgs])
+        assert all(isinstance(u, int) for u in uids)
+        a, b, c = (int(u) for u in uids if u is not None)
+        sizes = {u: len(m) for u, m in zip((a, b, c), msgs, strict=True)}
+        # As sent (the date also as the same instant in UTC, and with microseconds): nothing.
+        same = {
+            a: (sizes[a], when),
+            b: (sizes[b], when.astimezone(UTC)),
+            c: (sizes[c], when.replace(microsecond=5)),
+        }
+        assert t.verify(same) == {}
+        # Another size, another date: reported, with what the server stored.
+        later = when + timedelta(hours=1)
+        got = t.verify({a: (sizes[a] + 1, when), b: (sizes[b], later), c: (sizes[c], None)})
+        assert set(got) == {a, b}
+        assert got[a] == (sizes[a], None)
+        assert got[b][0] == sizes[b] and got[b][1] == when
+    finally:
+        t.close()
