@@ -89,7 +89,8 @@ def backup(
         )
         # The IMAP login and folder list happen while the vault key is derived (scrypt), unless the
         # credentials are tokens kept in the vault itself.
-        early = EarlySource(endpoint, creds, tls, options) if _early_ok(endpoint, creds) else None
+        given = bool(password_env or password_command or oauth2_token_command)
+        early = EarlySource(endpoint, creds, tls, options) if _early_ok(endpoint, creds, given) else None
         try:
             with _open(vault, vault_password_file, vault_password_command) as repo:
                 _bind_vault(repo, creds)
@@ -369,9 +370,11 @@ def _default_migrate_vault() -> str:
     return str(Path(platformdirs.user_data_dir("mailvault")) / "migrate-vault")
 
 
-def _early_ok(endpoint: Any, creds: Any) -> bool:
-    """Whether the IMAP source may be opened before the vault: not for tokens the vault holds."""
-    return bool(endpoint.protocol == "imap" and not hasattr(creds.oauth2_token, "bind"))
+def _early_ok(endpoint: Any, creds: Any, secret_given: bool) -> bool:
+    """Whether the IMAP source may be opened on a thread while the vault opens: only when its secret
+    comes from an option (a prompt would meet the vault password's prompt), not for tokens the
+    vault itself holds."""
+    return bool(endpoint.protocol == "imap" and secret_given and not hasattr(creds.oauth2_token, "bind"))
 
 
 def _backup_connections(n: int | None) -> int:

@@ -21,6 +21,7 @@ from tests.backup.helpers import (
     backup,
     backup_args,
     cli_json,
+    cli_proc,
     ls,
     make_message,
     open_vault,
@@ -28,7 +29,7 @@ from tests.backup.helpers import (
     server_messages,
 )
 from tests.backup.reorder_proxy import ReorderProxy
-from tests.common import sha
+from tests.common import assert_one_line_error, sha, vault_files
 
 FLAG_POOL = ["\\Seen", "\\Answered", "\\Flagged", "$label1"]
 
@@ -140,3 +141,18 @@ def test_migrate_backs_up_a_large_folder_over_parallel_connections(account: Acco
     assert {sha(m.body) for m in server_messages(target, "INBOX").values()} == {
         sha(m.body) for m in server_messages(account, "INBOX").values()
     }
+
+
+def test_connection_opened_during_key_derivation_fails_cleanly(account: Account, vault: Path) -> None:
+    """The IMAP login runs while the vault key is derived: a wrong vault password still reports the
+    vault (and the connection is dropped), a wrong server password the login; the vault is untouched."""
+    _seed(account, "INBOX", 5, seed=11)
+    before = vault_files(vault)
+    wrong_vault = cli_proc(
+        *backup_args(vault, account), env={**account.env(), "MAILVAULT_PASSWORD": "not it"}
+    )
+    assert_one_line_error(wrong_vault, 2, "password")
+    wrong_server = cli_proc(*backup_args(vault, account), env=account.env("not the password"))
+    assert_one_line_error(wrong_server, 2, "refused")
+    assert vault_files(vault) == before
+    assert backup(vault, account)["messages"] == 5  # and the right ones work
