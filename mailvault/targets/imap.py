@@ -9,6 +9,7 @@ Parsing is imapclient's; the only text this module reads itself is the response 
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -50,11 +51,15 @@ class SelectedState:
     exists: int
     permanent_flags: tuple[str, ...]
 
+    @functools.cached_property
+    def _perm_lower(self) -> frozenset[str]:
+        return frozenset(f.lower() for f in self.permanent_flags)
+
     def allows(self, flag: str) -> bool:
         """Whether PERMANENTFLAGS lets this flag or keyword be stored."""
         if flag.lower() == "\\recent":
             return False
-        perm = {f.lower() for f in self.permanent_flags}
+        perm = self._perm_lower
         if flag.lower() in perm:
             return True
         return not flag.startswith("\\") and "\\*" in perm
