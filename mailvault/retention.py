@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from mailvault.errors import ConfigError
-from mailvault.vault.format import snapshot_name
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import Snapshot
 
@@ -107,5 +106,5 @@ def forget(
         removed = [d for d in decisions if not d.keep]
         if not dry_run:
             for d in removed:
-                repo.backend.delete(snapshot_name(bytes.fromhex(d.snapshot.id)))
+                repo.delete_snapshot(bytes.fromhex(d.snapshot.id))
     return ForgetResult(dry_run, [d for d in decisions if d.keep], removed)

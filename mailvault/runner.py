@@ -121,7 +121,10 @@ def write_record(backend: Backend, sealer: Sealer, result: TaskResult) -> None:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
     prefix = _record_prefix(result.job, result.account)
     name = prefix + f"{stamp}-{result.status}-{secrets.token_hex(4)}"
-    backend.put(name, sealer.seal(json.dumps(asdict(result)).encode(), AD_STATE), exclusive=True)
+    # Not flushed to disk: a record lost to a power cut only makes ``--due`` run that task again.
+    backend.put(
+        name, sealer.seal(json.dumps(asdict(result)).encode(), AD_STATE), exclusive=True, durable=False
+    )
     names = sorted(n for n, _ in backend.list(prefix))
     if len(names) > KEEP_RECORDS:
         newest_success = next((n for n in reversed(names) if _status_in_name(n) in _SUCCESS), None)
@@ -284,6 +287,10 @@ class Runner:
             base = self._vaults.get(v.name)
             if base is None:
                 base = self._vaults[v.name] = Repository.open(v.path, vault_password(v))
+                # The index cache synced once, and its connection held for the run: a task's
+                # handle then skips the sync (``INDEX_SYNC_TTL``), and closing it is never the
+                # last close of the database (which checkpoints and fsyncs its write-ahead log).
+                base.cache  # noqa: B018
         return base.sibling()
 
     def _task(self, job: JobConfig, acc: AccountConfig, due_only: bool) -> TaskResult:

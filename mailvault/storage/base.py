@@ -27,8 +27,12 @@ class Backend(ABC):
     location: str
 
     @abstractmethod
-    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
-        """Store ``data`` under ``name`` atomically (create-only if ``exclusive``)."""
+    def put(
+        self, name: str, data: bytes | bytearray, *, exclusive: bool = False, durable: bool = True
+    ) -> None:
+        """Store ``data`` under ``name`` atomically (create-only if ``exclusive``). ``durable=False``:
+        the object need not survive a power loss (locks, run records), so a local disk is not
+        asked to flush it (two fsyncs, the most a no-op backup of one account costs)."""
 
     @abstractmethod
     def get(self, name: str, offset: int = 0, length: int | None = None) -> bytes:

@@ -116,7 +116,9 @@ class LocalBackend(Backend):
 
     # -- Backend ---------------------------------------------------------
 
-    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
+    def put(
+        self, name: str, data: bytes | bytearray, *, exclusive: bool = False, durable: bool = True
+    ) -> None:
         path = self._path(name)
         directory = os.path.dirname(path)
         tmp: str | None = None
@@ -126,7 +128,8 @@ class LocalBackend(Backend):
             fd, tmp = self._open_temp(directory)
             try:
                 _write_all(fd, data)
-                os.fsync(fd)
+                if durable:
+                    os.fsync(fd)
             finally:
                 os.close(fd)
             if exclusive:
@@ -134,7 +137,8 @@ class LocalBackend(Backend):
             else:
                 os.replace(tmp, path)
                 tmp = None
-            _fsync_dir(directory)
+            if durable:
+                _fsync_dir(directory)
         except OSError as exc:
             raise self._error(exc, "writing", path) from exc
         finally:

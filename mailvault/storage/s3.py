@@ -154,7 +154,9 @@ class S3Backend(Backend):
 
     # -- Backend ---------------------------------------------------------
 
-    def put(self, name: str, data: bytes | bytearray, *, exclusive: bool = False) -> None:
+    def put(
+        self, name: str, data: bytes | bytearray, *, exclusive: bool = False, durable: bool = True
+    ) -> None:
         key = self._check_name(name)
         try:
             if len(data) > MULTIPART_THRESHOLD:

@@ -10,6 +10,7 @@ Creating and opening live in ``opening``, writing in ``writer``, the settings in
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -17,9 +18,9 @@ from typing import Any
 
 import zstandard
 
-from mailvault.errors import FormatError, IntegrityError, MailvaultError, ObjectNotFound, SnapshotNotFound
+from mailvault.errors import FormatError, IntegrityError, MailvaultError
 from mailvault.storage.base import Backend
-from mailvault.vault import sia
+from mailvault.vault import sia, snapshot_store
 from mailvault.vault.crypto import Sealer
 from mailvault.vault.format import (
     AD_DICT,
@@ -28,7 +29,6 @@ from mailvault.vault.format import (
     id_from_name,
     pack_name,
     sha256,
-    snapshot_name,
     stored_blob_id,
 )
 from mailvault.vault.index import IndexCache, Location, open_cache
@@ -36,6 +36,7 @@ from mailvault.vault.locks import Lock
 from mailvault.vault.opening import create_vault, open_vault
 from mailvault.vault.packs import open_block
 from mailvault.vault.params import DEFAULT_SIA_MIN_PART, VaultParams
+from mailvault.vault.snapshot_store import SNAPSHOT_LISTING_TTL
 from mailvault.vault.snapshots import ManifestEntry, Snapshot, SnapshotFolder, decode_manifest
 from mailvault.vault.writer import (
     DICT_MAX_BLOCK,
@@ -54,6 +55,7 @@ __all__ = [
     "DICT_SAMPLE_BYTES",
     "DICT_SIZE",
     "INDEX_EVERY_PACKS",
+    "SNAPSHOT_LISTING_TTL",
     "PasswordProvider",
     "Repository",
     "VaultParams",
@@ -63,6 +65,10 @@ __all__ = [
 
 PasswordProvider = Callable[[], bytes]
 
+#: A new handle's index cache is not synced with ``index/`` again when a handle of this process
+#: synced the same cache this recently (index files written by other processes meanwhile are
+#: picked up when a blob is not found; a backup that misses them stores a blob twice at worst).
+INDEX_SYNC_TTL = 10.0
 #: The block cache of a vault handle: at most this many decompressed blocks, and bytes.
 BLOCK_CACHE_BLOCKS = 8
 BLOCK_CACHE_BYTES = 32 << 20
@@ -93,7 +99,15 @@ class Repository:
         self.master_key: bytes | None = None
         self._owns_backend = True
         #: Shared by the siblings of one open vault: work done once per process, not per handle.
-        self._shared: dict[str, Any] = {"lock": threading.Lock(), "writer_setup_done": False}
+        self._shared: dict[str, Any] = {
+            "lock": threading.Lock(),
+            "writer_setup_done": False,
+            "snapshot_listing": None,  # (monotonic time, frozenset of ids)
+            "snapshots_added": set(),  # written by this process
+            "snapshots_removed": set(),  # deleted by this process
+            "index_synced": None,  # (cache path, monotonic time)
+        }
+        self._index_refreshed = False
 
     def sibling(self) -> Repository:
         """Another handle on this open vault: the same backend and key, its own index-cache
@@ -161,8 +175,24 @@ class Repository:
     def cache(self) -> IndexCache:
         if self._cache is None:
             self._cache = open_cache(self.id, root=self._cache_root)
-            self._cache.sync(self.backend, self.sealer)
+            self._sync_cache(INDEX_SYNC_TTL)
         return self._cache
+
+    def _sync_cache(self, max_age: float) -> None:
+        """Sync the index cache with ``index/`` unless a handle of this process synced the same
+        cache file less than ``max_age`` seconds ago."""
+        assert self._cache is not None
+        path, shared = self._cache.path, self._shared
+        if max_age > 0 and path is not None:
+            with shared["lock"]:
+                last = shared["index_synced"]
+            if last is not None and last[0] == path and time.monotonic() - last[1] <= max_age:
+                return
+        started = time.monotonic()
+        self._cache.sync(self.backend, self.sealer)
+        if path is not None:
+            with shared["lock"]:
+                shared["index_synced"] = (path, started)
 
     def load_index_tolerant(self) -> list[tuple[bytes, str]]:
         """Rebuild the index cache from every index file that still reads; return the damaged
@@ -200,6 +230,12 @@ class Repository:
     # -- reading blobs ----------------------------------------------------------------------------
     def locate(self, blob_id: bytes) -> Location:
         loc = self.cache.lookup(blob_id)
+        if loc is None and not self._index_refreshed:
+            # Perhaps in an index file another process wrote since this cache was synced: sync
+            # (once per handle, so a damaged vault's many missing blobs cost one listing).
+            self._index_refreshed = True
+            self._sync_cache(0.0)
+            loc = self.cache.lookup(blob_id)
         if loc is None:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} is not in any index (vault incomplete)")
         return loc
@@ -299,74 +335,31 @@ class Repository:
     def read_manifest(self, folder: SnapshotFolder) -> list[ManifestEntry]:
         return decode_manifest(self.read_blob(bytes.fromhex(folder.manifest)))
 
-    # -- snapshots --------------------------------------------------------------------------------
+    # -- snapshots (mailvault.vault.snapshot_store) -------------------------------------------------
     def snapshot_ids(self) -> list[bytes]:
-        return [id_from_name(n) for n, _ in self.backend.list("snapshots/")]
+        return snapshot_store.snapshot_ids(self)
 
     def load_snapshot(self, snapshot_id: bytes) -> Snapshot:
-        sealed = self.backend.get(snapshot_name(snapshot_id))
-        if sha256(sealed) != snapshot_id:
-            raise IntegrityError(f"snapshot {snapshot_id.hex()[:12]} does not match its id")
-        return Snapshot.unseal(self.sealer, sealed, snapshot_id.hex())
+        return snapshot_store.load_snapshot(self, snapshot_id)
 
-    def snapshots(self, account: str | None = None) -> list[Snapshot]:
-        """Snapshots (of one account or all), oldest first.
-
-        Snapshot files never change, so verified copies are kept in the local cache: a vault
-        of thousands of accounts costs one listing, not a download per snapshot, per run.
-        """
-        present = set(self.snapshot_ids())
-        with self._read_lock:
-            cached = self.cache.snapshot_ids()
-            if cached - present:
-                self.cache.drop_snapshots(cached - present)
-            rows = []
-            for snap_id in sorted(present - cached):
-                try:
-                    sealed = self.backend.get(snapshot_name(snap_id))
-                except ObjectNotFound:
-                    continue  # forgotten meanwhile
-                if sha256(sealed) != snap_id:
-                    raise IntegrityError(f"snapshot {snap_id.hex()[:12]} does not match its id")
-                snap = Snapshot.unseal(self.sealer, sealed, snap_id.hex())
-                rows.append((snap_id, snap.account, snap.time, sealed))
-            if rows:
-                self.cache.put_snapshots(rows)
-            sealed_rows = self.cache.sealed_snapshots(account)
-        snaps = [Snapshot.unseal(self.sealer, b, i.hex()) for i, b in sealed_rows if i in present]
-        snaps.sort(key=lambda s: (s.datetime, s.id))
-        return snaps
+    def snapshots(self, account: str | None = None, *, max_age: float = 0.0) -> list[Snapshot]:
+        """Snapshots (of one account or all), oldest first (see ``snapshot_store.snapshots``)."""
+        return snapshot_store.snapshots(self, account, max_age=max_age)
 
     def resolve_snapshot(self, spec: str, account: str | None = None) -> Snapshot:
         """An id, a unique id prefix, or ``latest`` (per ``account`` when given)."""
-        if spec == "latest":
-            snaps = self.snapshots(account)
-            if not snaps:
-                who = f" for account {account}" if account else ""
-                raise SnapshotNotFound(f"no snapshots{who} in {self.location}")
-            if account is None and len({s.account for s in snaps}) > 1:
-                raise SnapshotNotFound("several accounts in this vault: give --account with 'latest'")
-            return snaps[-1]
-        spec_l = spec.lower()
-        matches = [i for i in self.snapshot_ids() if i.hex().startswith(spec_l)]
-        if not matches:
-            raise SnapshotNotFound(f"no snapshot {spec!r} in {self.location}")
-        if len(matches) > 1:
-            raise SnapshotNotFound(f"snapshot prefix {spec!r} is ambiguous ({len(matches)} match)")
-        snap = self.load_snapshot(matches[0])
-        if account is not None and snap.account != account:
-            raise SnapshotNotFound(f"snapshot {spec!r} belongs to account {snap.account!r}, not {account!r}")
-        return snap
+        return snapshot_store.resolve_snapshot(self, spec, account)
 
     def latest_snapshot(self, account: str) -> Snapshot | None:
-        snaps = self.snapshots(account)
-        return snaps[-1] if snaps else None
+        """The newest snapshot of ``account``, from a listing at most SNAPSHOT_LISTING_TTL s old."""
+        return snapshot_store.latest_snapshot(self, account)
 
     def save_snapshot(self, snapshot: Snapshot) -> str:
-        snap_id, sealed = snapshot.seal(self.sealer)
-        self.backend.put(snapshot_name(snap_id), sealed)
-        snapshot.id = snap_id.hex()
-        return snapshot.id
+        return snapshot_store.save_snapshot(self, snapshot)
+
+    def delete_snapshot(self, snapshot_id: bytes) -> None:
+        """Delete a snapshot file (forget); its data stays until prune."""
+        snapshot_store.delete_snapshot(self, snapshot_id)
 
     # -- writing ----------------------------------------------------------------------------------
     def writer(self, *, for_repack: bool = False) -> VaultWriter:
