@@ -175,3 +175,28 @@ def test_stale_account_lock_is_ignored(backend: Backend, sealer: Sealer) -> None
     assert info.account == "alice" and info.is_stale()
     with Lock(backend, sealer, exclusive=False, account="alice").acquire():
         pass
+
+
+def test_held_locks_are_refreshed_by_one_thread(
+    backend: Backend, sealer: Sealer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from mailvault.vault import locks
+
+    monkeypatch.setattr(locks, "REFRESH_EVERY", 0.5)
+    held = [Lock(backend, sealer, exclusive=False).acquire() for _ in range(3)]
+    first = {lk.name for lk in held}
+    assert lock_names(backend) == first
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and lock_names(backend) & first:
+        time.sleep(0.1)
+    # Every lock was rewritten under a new name (the old ones deleted), by a single thread.
+    assert not lock_names(backend) & first
+    assert lock_names(backend) == {lk.name for lk in held} and len(lock_names(backend)) == 3
+    assert sum(t.name == "mailvault-lock" for t in threading.enumerate()) == 1
+    for lk in held:
+        lk.release()
+    assert lock_names(backend) == set()
+    time.sleep(1.2)  # a released lock is not written again
+    assert lock_names(backend) == set()
