@@ -186,7 +186,7 @@ class ImapSource(ImapConnection):
             items += ["X-GM-LABELS", "X-GM-MSGID", "X-GM-THRID"]
         return items
 
-    def _meta(self, uid: int, d: dict[bytes, Any]) -> MessageMeta:
+    def _meta(self, uid: int, d: dict[bytes, Any], size: int | None = None) -> MessageMeta:
         labels = tuple(mutf7.decode(text(x)) for x in d.get(b"X-GM-LABELS", ()) or ())
         date = d.get(b"INTERNALDATE")
         return MessageMeta(
@@ -196,7 +196,7 @@ class ImapSource(ImapConnection):
                 sys.intern(f) for f in (text(x) for x in d.get(b"FLAGS", ())) if f.lower() != "\\recent"
             ),
             internaldate=date.isoformat() if isinstance(date, datetime) else None,
-            size=int(d.get(b"RFC822.SIZE", 0) or 0),
+            size=size if size is not None else int(d.get(b"RFC822.SIZE", 0) or 0),
             labels=labels,
             gm_msgid=int(d[b"X-GM-MSGID"]) if b"X-GM-MSGID" in d else None,
             gm_thrid=int(d[b"X-GM-THRID"]) if b"X-GM-THRID" in d else None,
@@ -282,7 +282,9 @@ class ImapSource(ImapConnection):
         refused: list[list[int]],
         sizer: BatchSizer,
     ) -> Iterator[Fetched | FetchFailure]:
-        items = ["BODY.PEEK[]"] if metas is not None else [*self._meta_items(), "BODY.PEEK[]"]
+        # New messages: their metadata in the same response (RFC822.SIZE aside: the body tells it).
+        meta_items = [i for i in self._meta_items() if i != "RFC822.SIZE"]
+        items = ["BODY.PEEK[]"] if metas is not None else [*meta_items, "BODY.PEEK[]"]
         pipeline = FetchPipeline(self.client, items, b"BODY[]", depth=sizer.depth)
         last = time.monotonic()
         try:
@@ -294,7 +296,8 @@ class ImapSource(ImapConnection):
                     done.add(uid)
                     self.stats.bytes_fetched += len(body)
                     self.stats.messages_fetched += 1
-                    yield Fetched(metas[uid] if metas is not None else self._meta(uid, data), body)
+                    meta = metas[uid] if metas is not None else self._meta(uid, data, len(body))
+                    yield Fetched(meta, body)
                     continue
                 now = time.monotonic()
                 sizer.observe(cmd.nbytes, now - max(cmd.started, last))
