@@ -141,7 +141,12 @@ class FetchPipeline:
                     by_uid[uid] = cmd
             if not inflight:
                 return
-            imap._get_response()
+            try:
+                imap._get_response()
+            except imap.abort:
+                raise
+            except imap.error as exc:  # a line past imaplib's limit, junk: the stream is lost
+                raise imap.abort(f"unreadable FETCH response: {exc}") from None
             if "BYE" in imap.untagged_responses:  # the server is closing the connection
                 bye = imap.untagged_responses.pop("BYE")
                 raise imap.abort(f"server said BYE: {bye[-1]!r}")
