@@ -182,13 +182,6 @@ class IndexCache:
         self._db.execute("DELETE FROM blocks")
         self._db.execute("DELETE FROM blobs")
 
-    def replace(self, loaded: Iterable[tuple[bytes, Iterable[tuple[bytes, PackHeader]]]]) -> None:
-        """Replace the whole index with ``loaded`` (index id, packs), in one transaction."""
-        with _writing(self.path), self._db:
-            self._clear()
-            for index_id, packs in loaded:
-                self._insert(index_id, packs)
-
     def rebuild_tolerant(self, backend: Backend, sealer: Sealer) -> list[tuple[bytes, str]]:
         """Rebuild from every index file that still reads, one at a time, in one transaction;
         return the damaged ones as (id, problem). A file that fails half-way adds nothing."""
