@@ -108,7 +108,7 @@ def connect_ahead(
     workers = 0
     if not options.dry_run and options.connections is not None:
         workers = (AUTO_CONNECTIONS if options.connections == AUTO else options.connections) - 1
-    conns.ahead(1, after_first=workers)
+    conns.ahead(1, after_first=workers, prepare=lambda t: t.prefetch_listing())
     return conns
 
 

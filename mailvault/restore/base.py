@@ -84,14 +84,13 @@ class _Base:
         return sorted(chosen, key=lambda f: f.special_use == "\\All")
 
     def plan(self) -> list[FolderPlan]:
-        tfolders = self.target.folders()
+        (prefix, ns_delim), tfolders = self.target.listing()
         by_special: dict[str, TargetFolder] = {}
         for tf in tfolders:
             if tf.special_use and tf.special_use not in by_special:
                 by_special[tf.special_use] = tf
         existing = {tf.name: tf for tf in tfolders}
         delim = next((tf.delimiter for tf in tfolders if tf.delimiter), None)
-        prefix, ns_delim = self.target.personal_namespace()
         delim = ns_delim or delim or "/"
         maps = dict(self.options.maps)
         plans = []

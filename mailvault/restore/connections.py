@@ -28,12 +28,15 @@ class Connections:
         self._ready: deque[Future[ImapTarget]] = deque()
         self._closed = False
 
-    def ahead(self, count: int, *, after_first: int = 0) -> None:
+    def ahead(
+        self, count: int, *, after_first: int = 0, prepare: Callable[[ImapTarget], None] | None = None
+    ) -> None:
         """Start ``count`` connections in the background; with ``after_first``, that many more
-        once the first of them has logged in (at most Gmail's limit in all, on Gmail)."""
+        once the first of them has logged in (at most Gmail's limit in all, on Gmail). ``prepare``
+        runs on the first one once it is in (an error there is left to the next command)."""
         if count <= 0:
             return
-        first = self._start()
+        first = self._start(prepare)
         if after_first <= 0:
             for _ in range(count - 1):
                 self._start()
@@ -50,7 +53,7 @@ class Connections:
 
         first.add_done_callback(more)
 
-    def _start(self) -> Future[ImapTarget]:
+    def _start(self, prepare: Callable[[ImapTarget], None] | None = None) -> Future[ImapTarget]:
         fut: Future[ImapTarget] = Future()
         with self._lock:
             if self._closed:
@@ -64,6 +67,9 @@ class Connections:
             except BaseException as exc:  # handed to whoever takes it
                 fut.set_exception(exc)
                 return
+            if prepare is not None:
+                with contextlib.suppress(Exception):
+                    prepare(conn)
             fut.set_result(conn)
 
         threading.Thread(target=run, name="mailvault-connect", daemon=True).start()

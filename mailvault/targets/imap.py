@@ -104,6 +104,7 @@ class ImapTarget(ImapConnection):
     ) -> None:
         self.stats = TargetStats()
         self._uncertain = False  # an APPEND may have landed without its answer reaching us
+        self._listing: tuple[tuple[str, str | None], list[TargetFolder]] | None = None
         super().__init__(connect, sleep=sleep, max_retries=MAX_RETRIES)
 
     def _after_reconnect(self) -> None:
@@ -133,6 +134,17 @@ class ImapTarget(ImapConnection):
     # -- folders ------------------------------------------------------------------------
     def folders(self) -> list[TargetFolder]:
         return self.list_folders()
+
+    def prefetch_listing(self) -> None:
+        """NAMESPACE and LIST now, pipelined (:meth:`listing` hands them out once): run while the
+        vault is still being opened, the plan then costs no round trip."""
+        self._listing = self.namespace_and_folders()
+
+    def listing(self) -> tuple[tuple[str, str | None], list[TargetFolder]]:
+        """(personal namespace prefix and delimiter, folders): prefetched, or asked now in one
+        round trip."""
+        got, self._listing = self._listing, None
+        return got if got is not None else self.namespace_and_folders()
 
     def create(self, name_raw: str) -> None:
         def go() -> None:
