@@ -253,9 +253,27 @@ class ImapSource(ImapConnection):
             except NETWORK_ERRORS as exc:
                 backoff = self.recover("FETCH bodies", exc, attempt, backoff)
                 attempt += 1
+            except IMAPClientError as exc:
+                # A response imapclient cannot read: the commands still in flight would answer into
+                # the next ones, so the connection is renewed, and what is left goes one command at
+                # a time, halved down to the message that fails.
+                self._reconnect(f"unreadable FETCH response: {exc}")
+                refused.append([u for u in uids if u not in done])
+                done.update(uids)
         for batch in refused:  # narrowed down one command at a time
-            known = [metas[u] for u in batch] if metas is not None else list(self.metadata(batch).values())
+            if not batch:
+                continue
+            try:
+                known = [metas[u] for u in batch] if metas is not None else self._metadata_list(batch)
+            except IMAPClientError as exc:
+                for u in batch:
+                    yield FetchFailure(u, f"server said: {text(exc)}")
+                continue
             yield from self._fetch_batch(known, ["BODY.PEEK[]"])
+
+    def _metadata_list(self, uids: list[int]) -> list[MessageMeta]:
+        meta = self.metadata(uids)
+        return [meta[u] for u in uids if u in meta]
 
     def _batches(
         self, uids: list[int], metas: dict[int, MessageMeta] | None, sizer: BatchSizer

@@ -6,6 +6,7 @@ awkward, as a server may legally send them, for the pipelined body FETCH of a ba
 * before them come unsolicited FETCH responses: one without a UID (``* 1 FETCH (FLAGS (\\Seen))``),
   one with the UID of a message of the same command but FLAGS only (the message's own response,
   which carries its flags, must win), one for a UID nobody asked for;
+* with ``corrupt_uid``, that message's body responses are made unreadable (a hostile server);
 * STARTTLS is hidden (the proxy reads the stream; loopback, ``--allow-plaintext``);
 * it records how many body FETCH commands the client had in flight at once (pipelining).
 
@@ -34,8 +35,10 @@ class ReorderStats:
 
 
 class ReorderProxy:
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, *, corrupt_uid: int | None = None) -> None:
         self.upstream = (host, port)
+        #: Every body FETCH response of this UID is made unreadable (an unbalanced parenthesis).
+        self.corrupt_uid = corrupt_uid
         self.stats = ReorderStats()
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -142,6 +145,9 @@ class ReorderProxy:
         if len(held) > 1:
             with self._lock:
                 self.stats.reversed_responses += len(held)
+        if self.corrupt_uid is not None:
+            mark = b"(UID %d " % self.corrupt_uid
+            held = [r.replace(mark, b"(" + mark, 1) if mark in r[:200] else r for r in held]
         out.extend(reversed(held))
         return b"".join(out)
 

@@ -11,6 +11,7 @@ over parallel connections, and the round trips of a no-op run.
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from tests.backup.helpers import (
 )
 from tests.backup.reorder_proxy import ReorderProxy
 from tests.common import assert_one_line_error, sha, vault_files
+from tests.common import invoke as cli
 
 FLAG_POOL = ["\\Seen", "\\Answered", "\\Flagged", "$label1"]
 
@@ -156,3 +158,24 @@ def test_connection_opened_during_key_derivation_fails_cleanly(account: Account,
     assert_one_line_error(wrong_server, 2, "refused")
     assert vault_files(vault) == before
     assert backup(vault, account)["messages"] == 5  # and the right ones work
+
+
+def test_an_unreadable_fetch_response_fails_only_its_message(account: Account, vault: Path) -> None:
+    """One message's FETCH responses cannot be parsed: the pipeline gives way to one command at a time,
+    halved down to that message, which is reported; every other message is stored; the next run
+    (through a sane path) fetches it."""
+    _seed(account, "INBOX", 120, seed=12, size=3000)
+    with ReorderProxy("127.0.0.1", account.server.imap_port, corrupt_uid=37) as proxy:
+        args = backup_args(vault, account, "--connections", "1", "--allow-plaintext", "--json",
+                           scheme="imap", port=proxy.port, ca=False)  # fmt: skip
+        result = json.loads(cli(*args, env=account.env(), code=1).stdout)
+    assert result["exit_code"] == 1
+    assert len(result["failures"]) == 1 and "UID 37" in result["failures"][0], result["failures"]
+    assert result["messages"] == 119
+    rows = ls(vault, result["snapshot"])
+    assert 37 not in {r["uid"] for r in rows}
+    served = server_messages(account, "INBOX")
+    assert all(r["blob"] == sha(served[r["uid"]].body) for r in rows)
+    again = backup(vault, account)
+    assert again["messages"] == 120 and again["messages_fetched"] == 1
+    _assert_exact(ls(vault, again["snapshot"]), account, "INBOX")
