@@ -18,7 +18,6 @@ from datetime import datetime
 from typing import Any
 
 import imapclient
-from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 from imapclient.response_parser import parse_fetch_response
 
@@ -28,7 +27,6 @@ from mailvault.net.imap import ImapConnection, ListedFolder, Throttled, server_t
 from mailvault.net.imap import append as imap_append
 
 #: One answer to the verification FETCH in the form Dovecot and most servers send it.
-_VERIFY_LINE = re.compile(rb'\d+ \(UID (\d+) RFC822\.SIZE (\d+) INTERNALDATE "([^"\\]*)"\)')
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
 MAX_RETRIES = 5
 
@@ -270,11 +268,8 @@ class ImapTarget(ImapConnection):
         """Freshly appended messages of the selected folder (UID -> the size and INTERNALDATE we
         sent) whose stored size or INTERNALDATE differ: UID -> (stored size, stored date).
 
-        One ``UID FETCH (RFC822.SIZE INTERNALDATE)`` for all of them. imaplib reads the answer; a
-        line in exactly the form ``n (UID u RFC822.SIZE s INTERNALDATE "d")`` whose date reads
-        as the very string we sent is taken as it stands (thousands of messages cost imapclient's
-        general parser a noticeable share of a restore's CPU); every other answer goes through
-        imapclient's parser and its date parsing, as before."""
+        One ``UID FETCH (RFC822.SIZE INTERNALDATE)`` for all of them, parsed by imapclient (we
+        never parse IMAP responses ourselves)."""
         if not sent:
             return {}
         msgset = uid_set(list(sent))
@@ -287,24 +282,6 @@ class ImapTarget(ImapConnection):
             return list(imap._untagged_response(typ, data, "FETCH")[1])
 
         lines = self._retrying("FETCH verify", go)
-        dates: dict[datetime, bytes] = {}
-        fast: dict[int, int] = {}
-        for line in lines:
-            m = _VERIFY_LINE.fullmatch(line) if isinstance(line, bytes) else None
-            uid = int(m[1]) if m else -1
-            want = sent.get(uid)
-            if m is None or want is None:
-                break
-            date = want[1]
-            if date is not None:
-                date = date.replace(microsecond=0)
-                if date not in dates:
-                    dates[date] = datetime_to_INTERNALDATE(date).encode("ascii")
-                if m[3] != dates[date]:
-                    break
-            fast[uid] = int(m[2])
-        else:
-            return {u: (size, None) for u, size in fast.items() if size != sent[u][0]}
         data = parse_fetch_response(lines, self.client.normalise_times, True)
         out: dict[int, tuple[int, datetime | None]] = {}
         for uid, d in data.items():
