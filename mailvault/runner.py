@@ -12,16 +12,14 @@ per vault at the end, when every task is done.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import secrets
 import shlex
 import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,33 +33,36 @@ from mailvault.passwords import from_command, from_env, from_file, secret_provid
 from mailvault.progress import QUIET, Progress
 from mailvault.restore import RestoreOptions, parse_map, restore
 from mailvault.retention import forget
-from mailvault.schedule import parse_schedule
-from mailvault.storage.base import Backend
-from mailvault.vault.crypto import Sealer
-from mailvault.vault.format import AD_STATE
+from mailvault.run_records import (
+    KEEP_RECORDS,
+    TaskResult,
+    last_success,
+    latest_records,
+    read_records,
+    write_record,
+)
+from mailvault.schedule import parse_schedule, schedule_units
 from mailvault.vault.prune import prune
 from mailvault.vault.repository import Repository
 
+__all__ = [
+    "KEEP_RECORDS",
+    "RunSummary",
+    "Runner",
+    "StatusRow",
+    "TaskResult",
+    "in_shard",
+    "latest_records",
+    "parse_shard",
+    "read_records",
+    "schedule_units",
+    "status",
+    "vault_password",
+    "write_record",
+]
+
 #: How long the end-of-run prune waits for other writers to finish.
 PRUNE_WAIT = 600.0
-
-
-@dataclass
-class TaskResult:
-    job: str
-    account: str
-    kind: str
-    status: str  # ok | partial | failed | skipped | not-due
-    exit_code: int
-    message: str = ""
-    snapshot: str = ""
-    messages: int = 0
-    fetched: int = 0
-    uploaded: int = 0
-    forgotten: int = 0
-    started: str = ""
-    duration: float = 0.0
-    hook_error: str = ""
 
 
 @dataclass
@@ -97,93 +98,6 @@ def in_shard(account: str, shard: tuple[int, int] | None) -> bool:
     i, n = shard
     h = int.from_bytes(hashlib.sha256(account.encode()).digest()[:8], "big")
     return h % n == i - 1
-
-
-# -- run records in the vault ---------------------------------------------------------------
-
-
-def _key(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _record_prefix(job: str, account: str) -> str:
-    return f"runs/{_key(job)}/{_key(account)}/"
-
-
-#: Run records kept per job and account (the newest success is always kept too).
-KEEP_RECORDS = 50
-_SUCCESS = ("ok", "partial")
-
-
-def write_record(backend: Backend, sealer: Sealer, result: TaskResult) -> None:
-    """Record a task's outcome; the status is in the name, so finding the last success needs
-    no download of failed runs. Old records beyond :data:`KEEP_RECORDS` are deleted."""
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    prefix = _record_prefix(result.job, result.account)
-    name = prefix + f"{stamp}-{result.status}-{secrets.token_hex(4)}"
-    # Not flushed to disk: a record lost to a power cut only makes ``--due`` run that task again.
-    backend.put(
-        name, sealer.seal(json.dumps(asdict(result)).encode(), AD_STATE), exclusive=True, durable=False
-    )
-    names = sorted(n for n, _ in backend.list(prefix))
-    if len(names) > KEEP_RECORDS:
-        newest_success = next((n for n in reversed(names) if _status_in_name(n) in _SUCCESS), None)
-        for old in names[:-KEEP_RECORDS]:
-            if old != newest_success:
-                backend.delete(old)
-
-
-def _status_in_name(name: str) -> str | None:
-    parts = name.rsplit("/", 1)[-1].split("-")
-    return parts[1] if len(parts) == 3 else None
-
-
-def _read_record(backend: Backend, sealer: Sealer, name: str) -> dict[str, Any] | None:
-    try:
-        doc = json.loads(sealer.open(backend.get(name), AD_STATE))
-    except (MailvaultError, ValueError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
-def latest_records(
-    backend: Backend, sealer: Sealer, job: str, account: str
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(the newest run record, the newest successful one) — at most a few downloads.
-
-    Records stamped after now (written while the clock ran ahead) count only when no other
-    success exists, so a clock set back does not hide the real last success."""
-    names = sorted(n for n, _ in backend.list(_record_prefix(job, account)))
-    newest = _read_record(backend, sealer, names[-1]) if names else None
-    now = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    past = [n for n in names if n.rsplit("/", 1)[-1] <= now]
-    future = [n for n in names if n.rsplit("/", 1)[-1] > now]
-    for name in [*reversed(past), *reversed(future)]:
-        if _status_in_name(name) not in (None, *_SUCCESS):
-            continue
-        rec = newest if name == names[-1] else _read_record(backend, sealer, name)
-        if rec is not None and rec.get("status") in _SUCCESS:
-            return newest, rec
-    return newest, None
-
-
-def read_records(backend: Backend, sealer: Sealer, job: str, account: str) -> list[dict[str, Any]]:
-    """The run records of one job and account, oldest first."""
-    names = sorted(n for n, _ in backend.list(_record_prefix(job, account)))
-    out = []
-    for name in names:
-        try:
-            out.append(json.loads(sealer.open(backend.get(name), AD_STATE)))
-        except (MailvaultError, ValueError):
-            continue
-    return out
-
-
-def last_success(records: list[dict[str, Any]]) -> datetime | None:
-    for rec in reversed(records):
-        if rec.get("status") in _SUCCESS and rec.get("started"):
-            return datetime.fromisoformat(rec["started"])
-    return None
 
 
 # -- secrets ---------------------------------------------------------------------------------
@@ -496,32 +410,3 @@ def status(config: Config) -> list[StatusRow]:
         for r in repos.values():
             r.close()
     return rows
-
-
-# -- schedule units --------------------------------------------------------------------------
-
-
-def schedule_units(kind: str, config_path: Path, every_minutes: int, executable: str) -> str:
-    cmd = f"{shlex.quote(executable)} run --due --quiet --config {shlex.quote(str(config_path))}"
-    if kind == "cron":
-        return (
-            "# mailvault: run due jobs every few minutes (add with `crontab -e`)\n"
-            f"*/{every_minutes} * * * * {cmd}\n"
-        )
-    return (
-        "# /etc/systemd/system/mailvault-run.service\n"
-        "[Unit]\n"
-        "Description=mailvault: run due backup/restore jobs\n"
-        "Wants=network-online.target\nAfter=network-online.target\n\n"
-        "[Service]\nType=oneshot\n"
-        f"ExecStart={cmd}\n"
-        "# secrets: EnvironmentFile=/etc/mailvault/secrets.env (mode 0600)\n"
-        "Nice=10\nIOSchedulingClass=idle\n\n"
-        "# /etc/systemd/system/mailvault-run.timer\n"
-        "[Unit]\nDescription=mailvault: run due jobs every few minutes\n\n"
-        "[Timer]\n"
-        f"OnCalendar=*:0/{every_minutes}\n"
-        "Persistent=true\nRandomizedDelaySec=60\n\n"
-        "[Install]\nWantedBy=timers.target\n"
-        "# enable with: systemctl daemon-reload && systemctl enable --now mailvault-run.timer\n"
-    )

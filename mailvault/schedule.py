@@ -11,8 +11,10 @@ passed over when a success stamped before now exists.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 
 from croniter import croniter
 
@@ -72,4 +74,30 @@ def parse_schedule(text: str) -> Schedule:
     raise ConfigError(
         f"bad schedule {text!r}: expected hourly, daily, 'daily HH:MM', weekly, 'weekly DAY HH:MM' "
         "or a cron expression like '30 2 * * *'"
+    )
+
+
+def schedule_units(kind: str, config_path: Path, every_minutes: int, executable: str) -> str:
+    cmd = f"{shlex.quote(executable)} run --due --quiet --config {shlex.quote(str(config_path))}"
+    if kind == "cron":
+        return (
+            "# mailvault: run due jobs every few minutes (add with `crontab -e`)\n"
+            f"*/{every_minutes} * * * * {cmd}\n"
+        )
+    return (
+        "# /etc/systemd/system/mailvault-run.service\n"
+        "[Unit]\n"
+        "Description=mailvault: run due backup/restore jobs\n"
+        "Wants=network-online.target\nAfter=network-online.target\n\n"
+        "[Service]\nType=oneshot\n"
+        f"ExecStart={cmd}\n"
+        "# secrets: EnvironmentFile=/etc/mailvault/secrets.env (mode 0600)\n"
+        "Nice=10\nIOSchedulingClass=idle\n\n"
+        "# /etc/systemd/system/mailvault-run.timer\n"
+        "[Unit]\nDescription=mailvault: run due jobs every few minutes\n\n"
+        "[Timer]\n"
+        f"OnCalendar=*:0/{every_minutes}\n"
+        "Persistent=true\nRandomizedDelaySec=60\n\n"
+        "[Install]\nWantedBy=timers.target\n"
+        "# enable with: systemctl daemon-reload && systemctl enable --now mailvault-run.timer\n"
     )
