@@ -27,7 +27,7 @@ from mailvault.backup.work import Job, Work
 from mailvault.errors import ProtocolError, RemoteError
 from mailvault.model import FolderInfo, header_block, message_id
 from mailvault.net import mutf7
-from mailvault.net.imap import AUTO, connection_count
+from mailvault.net.connections import AUTO, connection_count
 from mailvault.net.session import Endpoint
 from mailvault.prefetch import prefetch
 from mailvault.progress import Bar, Progress

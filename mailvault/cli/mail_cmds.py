@@ -383,7 +383,7 @@ def _backup_connections(n: int | None) -> int:
 
 def _connections_for(endpoint: Any, value: str) -> int | None:
     """``--connections auto|N`` within a ``PROVIDER:ADDRESS`` preset's connection limit."""
-    from mailvault.net.imap import AUTO, AUTO_CONNECTIONS, parse_connections
+    from mailvault.net.connections import AUTO, AUTO_CONNECTIONS, parse_connections
 
     n = parse_connections(value)
     if n == AUTO:

@@ -7,127 +7,45 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, TypeVar
 
 import imapclient
-from imapclient.datetime_util import datetime_to_INTERNALDATE
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
-from imapclient.imapclient import _literal, _quote, seq_to_parenstr, seq_to_parenstr_upper
-from imapclient.response_parser import parse_fetch_response, parse_response
-from imapclient.util import to_bytes
+from imapclient.response_parser import parse_response
 
-from mailvault.errors import ConfigError, ConnectError, ProtocolError
+from mailvault.errors import ConnectError, ProtocolError
 from mailvault.net import mutf7
+from mailvault.net.commands import append, uid_fetch, uid_set
+from mailvault.net.connections import (
+    AUTO,
+    AUTO_CONNECTIONS,
+    GMAIL_CONNECTION_LIMIT,
+    connection_count,
+    parse_connections,
+)
 from mailvault.net.session import logout_quietly
 
 T = TypeVar("T")
 
-
-def uid_set(uids: Sequence[int]) -> str:
-    """Compact IMAP sequence set: [1,2,3,5,7,8] -> '1:3,5,7:8'."""
-    if not uids:
-        raise ValueError("empty UID set")
-    ordered = sorted(set(uids))
-    parts = []
-    start = prev = ordered[0]
-    for u in ordered[1:]:
-        if u == prev + 1:
-            prev = u
-            continue
-        parts.append(f"{start}:{prev}" if prev != start else str(start))
-        start = prev = u
-    parts.append(f"{start}:{prev}" if prev != start else str(start))
-    return ",".join(parts)
-
-
-def uid_fetch(
-    client: imapclient.IMAPClient, msgset: str, items: list[str], modifiers: list[str] | None = None
-) -> dict[int, Any]:
-    """UID FETCH with a sequence-set string such as ``1:*`` or ``3:9,12``.
-
-    imapclient's own ``fetch`` drops every response whose UID is not in an explicit list,
-    so ranges would come back empty; this sends the same command and uses its parser.
-    """
-    args = ["UID", "FETCH", msgset, seq_to_parenstr_upper(items)]
-    if modifiers:
-        args.append(seq_to_parenstr_upper(modifiers))
-    tag = client._imap._command(*args)
-    typ, data = client._imap._command_complete("FETCH", tag)
-    client._checkok("fetch", typ, data)
-    typ, data = client._imap._untagged_response(typ, data, "FETCH")
-    result: dict[int, Any] = parse_fetch_response(data, client.normalise_times, True)
-    return result
-
-
-def append(
-    client: imapclient.IMAPClient,
-    folder_raw: str,
-    messages: Sequence[tuple[bytes, Sequence[str], datetime | None]],
-) -> bytes:
-    """APPEND one message, or several in one MULTIAPPEND command (RFC 3502); return the OK text.
-
-    Messages go as literals (non-synchronising with LITERAL+). Raises imapclient's error on NO/BAD
-    — a MULTIAPPEND is all or nothing.
-    """
-    folder = folder_raw.encode("utf-8")
-    if client.has_capability("LITERAL+") and folder.isascii():
-        # Non-synchronising literals need no round trip: send the whole command in one write
-        # (imapclient would write every literal and its header separately).
-        parts = [b"APPEND ", _quote(folder)]
-        for raw, flags, date in messages:
-            parts += [b" ", to_bytes(seq_to_parenstr(list(flags)))]
-            if date is not None:
-                parts += [b' "', datetime_to_INTERNALDATE(date).encode("ascii"), b'"']
-            parts += [b" {%d+}\r\n" % len(raw), raw]
-        tag = client._imap._new_tag()
-        client._imap.send(tag + b" " + b"".join(parts) + b"\r\n")
-        typ, data = client._imap._command_complete("APPEND", tag)
-    else:
-        args: list[bytes] = [_quote(folder)]
-        for raw, flags, date in messages:
-            args.append(to_bytes(seq_to_parenstr(list(flags))))
-            if date is not None:
-                args.append(b'"' + datetime_to_INTERNALDATE(date).encode("ascii") + b'"')
-            args.append(_literal(raw))
-        typ, data = client._raw_command(b"APPEND", args, uid=False)
-    client._checkok("append", typ, data)
-    return b" ".join(d if isinstance(d, bytes) else str(d).encode() for d in data if d)
-
-
-# -- how many connections ----------------------------------------------------------------------
-
-#: ``--connections auto``: one connection per folder that has work, at most this many.
-AUTO = 0
-AUTO_CONNECTIONS = 4
-#: Simultaneous IMAP connections Gmail allows per account.
-GMAIL_CONNECTION_LIMIT = 15
-
-
-def parse_connections(value: str | None) -> int | None:
-    """``--connections``: ``auto`` (:data:`AUTO`) or a positive number (None stays None)."""
-    if value is None:
-        return None
-    if value.strip().lower() == "auto":
-        return AUTO
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"--connections expects 'auto' or a number >= 1, got {value!r}")
-    return n
-
-
-def connection_count(requested: int, folders: int, *, gmail: bool) -> int:
-    """Connections to open for ``folders`` folders with work: ``requested`` (or, for
-    :data:`AUTO`, one per folder up to :data:`AUTO_CONNECTIONS`), within the provider's limit."""
-    n = min(max(folders, 1), AUTO_CONNECTIONS) if requested == AUTO else requested
-    if gmail:
-        n = min(n, GMAIL_CONNECTION_LIMIT)
-    return max(1, n)
+__all__ = [
+    "AUTO",
+    "AUTO_CONNECTIONS",
+    "GMAIL_CONNECTION_LIMIT",
+    "NETWORK_ERRORS",
+    "SPECIAL_USE",
+    "ImapConnection",
+    "ListedFolder",
+    "Throttled",
+    "append",
+    "connection_count",
+    "parse_connections",
+    "server_text",
+    "text",
+    "uid_fetch",
+    "uid_set",
+]
 
 
 # -- one reconnecting IMAP connection, shared by sources and targets -------------------------------

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from mailvault.net.imap import AUTO, AUTO_CONNECTIONS, connection_count
+from mailvault.net.connections import AUTO, AUTO_CONNECTIONS, connection_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.progress import QUIET, Progress
 from mailvault.restore.connections import Connections

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from mailvault.errors import ProtocolError
 from mailvault.net import mutf7
-from mailvault.net.imap import connection_count
+from mailvault.net.connections import connection_count
 from mailvault.net.session import Endpoint
 from mailvault.progress import Progress
 from mailvault.restore.model import GMAIL_DEFAULT_BUDGET_MB, FolderPlan, RestoreOptions, RestoreResult, _Work

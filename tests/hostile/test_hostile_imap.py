@@ -7,8 +7,10 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -27,22 +29,34 @@ def run_backup(vault: Path, server: HostileImap, timeout: float = 120) -> tuple[
     )
     started = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        pytest.fail(f"backup hung for more than {timeout}s")
+    out: dict[str, bytes] = {}
+
+    def drain(name: str, stream: IO[bytes]) -> None:
+        out[name] = stream.read()
+
+    readers = [
+        threading.Thread(target=drain, args=(name, stream), daemon=True)
+        for name, stream in (("out", proc.stdout), ("err", proc.stderr))
+    ]
+    for r in readers:
+        r.start()
+    # os.wait4 gives this child's own peak RSS (RUSAGE_CHILDREN would be the largest of every
+    # child this pytest worker ever waited for, e.g. another test's 100 MB message).
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.monotonic() - started > timeout:
+            proc.kill()
+            os.wait4(proc.pid, 0)
+            proc.returncode = -9
+            pytest.fail(f"backup hung for more than {timeout}s")
+        time.sleep(0.02)
+    proc.returncode = os.waitstatus_to_exitcode(status)
     elapsed = time.monotonic() - started
-    return proc.returncode, out.decode(), err.decode(), _peak_rss(proc), elapsed
-
-
-def _peak_rss(proc: subprocess.Popen[bytes]) -> int:
-    """Peak RSS (KiB) of the largest child this test process has waited for so far: an upper bound
-    for this child's (the other children are small ``mailvault check`` runs)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    for r in readers:
+        r.join()
+    return proc.returncode, out["out"].decode(), out["err"].decode(), usage.ru_maxrss, elapsed
 
 
 def one_line(err: str) -> str:
