@@ -185,23 +185,12 @@ class IndexCache:
     def rebuild_tolerant(self, backend: Backend, sealer: Sealer) -> list[tuple[bytes, str]]:
         """Rebuild from every index file that still reads, one at a time, in one transaction;
         return the damaged ones as (id, problem). A file that fails half-way adds nothing."""
-        from mailvault.errors import MailvaultError, ObjectNotFound
+        from mailvault.errors import MailvaultError
 
         bad: list[tuple[bytes, str]] = []
         with _writing(self.path), self._db:
             self._clear()
-            for name, _ in backend.list("index/"):
-                try:
-                    index_id = id_from_name(name)
-                except FormatError:
-                    continue
-                try:
-                    sealed = backend.get(name)
-                except ObjectNotFound:
-                    continue  # removed meanwhile
-                if sha256(sealed) != index_id:
-                    bad.append((index_id, "content does not match its id"))
-                    continue
+            for index_id, sealed in _index_files(backend, bad):
                 self._db.execute("SAVEPOINT index_file")
                 try:
                     self._insert(index_id, iter_index_file(sealer, sealed))
@@ -359,10 +348,23 @@ def load_index_files(
     backend: Backend, sealer: Sealer
 ) -> tuple[list[tuple[bytes, list[tuple[bytes, PackHeader]]]], list[tuple[bytes, str]]]:
     """Read every index file, tolerating damage: ([(id, packs)] of the good ones, [(id, problem)])."""
-    from mailvault.errors import MailvaultError, ObjectNotFound
+    from mailvault.errors import MailvaultError
 
     good: list[tuple[bytes, list[tuple[bytes, PackHeader]]]] = []
     bad: list[tuple[bytes, str]] = []
+    for index_id, sealed in _index_files(backend, bad):
+        try:
+            good.append((index_id, decode_index_file(sealer, sealed)))
+        except (MailvaultError, ValueError) as exc:
+            bad.append((index_id, str(exc)))
+    return good, bad
+
+
+def _index_files(backend: Backend, bad: list[tuple[bytes, str]]) -> Iterator[tuple[bytes, bytes]]:
+    """(id, sealed bytes) of every index file whose content matches its id, one at a time; the
+    others are added to ``bad``. Files removed meanwhile and foreign names are passed over."""
+    from mailvault.errors import ObjectNotFound
+
     for name, _ in backend.list("index/"):
         try:
             index_id = id_from_name(name)
@@ -375,8 +377,4 @@ def load_index_files(
         if sha256(sealed) != index_id:
             bad.append((index_id, "content does not match its id"))
             continue
-        try:
-            good.append((index_id, decode_index_file(sealer, sealed)))
-        except (MailvaultError, ValueError) as exc:
-            bad.append((index_id, str(exc)))
-    return good, bad
+        yield index_id, sealed
