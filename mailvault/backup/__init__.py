@@ -24,7 +24,8 @@ from mailvault.backup.common import BackupOptions, BackupResult, folder_selected
 from mailvault.backup.connect import EarlySource, open_source
 from mailvault.backup.imap import ImapBackup
 from mailvault.backup.pop3 import Pop3Backup
-from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_pop3
+from mailvault.net.pop3 import connect_pop3
+from mailvault.net.session import Credentials, Endpoint, TLSPolicy
 from mailvault.progress import QUIET, Progress
 from mailvault.sources.pop3 import Pop3Source
 from mailvault.vault.repository import Repository
