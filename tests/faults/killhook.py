@@ -4,7 +4,8 @@ point of progress — a real ``kill -9`` (no cleanup, no atexit, no flush), but 
 Progress points ("events") are counted by kind:
 
 * ``put`` / ``get`` / ``delete`` — storage calls (local or S3 backend),
-* ``multipart`` — an S3 multipart upload started,
+* ``multipart`` — an S3 multipart upload started, ``s3:OPERATION`` — an S3 API call (e.g.
+  ``s3:UploadPart``) about to be sent,
 * ``add`` — a blob handed to the vault writer (one per message stored, also prune's repack),
 * ``imap`` — an IMAP command sent (SELECT, FETCH, APPEND, STORE ...), ``imapline`` — a response line read,
 * ``pop`` — a POP3 command sent (UIDL, RETR, DELE ...), ``popline`` — a response line read.
@@ -68,7 +69,7 @@ def _wrap(owner: Any, name: str, kind: str) -> None:
 def install() -> None:
     spec = os.environ.get("MV_KILL_AT")
     if spec:
-        kind, n, delay_ms = spec.split(":")
+        kind, n, delay_ms = spec.rsplit(":", 2)
         _TARGET.append((kind, int(n), int(delay_ms) / 1000.0))
     counts_file = os.environ.get("MV_KILL_COUNTS")
     if counts_file:
@@ -87,6 +88,16 @@ def install() -> None:
         for method in ("put", "get", "delete"):
             _wrap(backend, method, method)
     _wrap(S3Backend, "_put_multipart", "multipart")
+    from botocore.client import BaseClient
+
+    api_call: Callable[..., Any] = BaseClient._make_api_call
+
+    @functools.wraps(api_call)
+    def counted_call(self: Any, operation_name: str, api_params: Any) -> Any:
+        event(f"s3:{operation_name}")
+        return api_call(self, operation_name, api_params)
+
+    BaseClient._make_api_call = counted_call  # type: ignore[method-assign]
     _wrap(VaultWriter, "add", "add")
     _wrap(imaplib.IMAP4, "_command", "imap")
     _wrap(imaplib.IMAP4, "_get_line", "imapline")
