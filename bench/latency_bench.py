@@ -265,16 +265,59 @@ def mbsync_store(name: str, host: str, port: int, user: str, ca: Path | None) ->
     )
 
 
-class Mbsync:
-    name = "mbsync"
+class NotInstalled(Exception):
+    """The anchor tool is not on PATH."""
+
+
+class MaildirTool:
+    """An anchor that pulls the account into a Maildir (``pull``) and pushes a Maildir into a new
+    account (``_push``); fresh / no-op / new-message backups and restores are the same for each."""
+
+    name = ""
+    pull_name = ""
 
     def __init__(self, ctx: Ctx) -> None:
-        exe = shutil.which("mbsync")
+        exe = shutil.which(self.name)
         if exe is None:
             raise NotInstalled
         self.exe = exe
         self.ctx = ctx
-        self.pull_dir = ctx.top / "mbsync-pull"
+        self.pull_dir = ctx.top / self.pull_name
+
+    def pull(self) -> Any:
+        raise NotImplementedError
+
+    def _push(self, template: Path, *, gmail: bool, expected: dict[str, tuple[int, int]]) -> Any:
+        raise NotImplementedError
+
+    def count(self) -> int:
+        return len(maildir_messages(self.pull_dir / "mail"))
+
+    def fresh(self) -> Any:
+        m = self.pull()
+        if self.count() != self.ctx.corpus.messages:
+            raise BenchError(f"{self.name} pulled {self.count()} messages")
+        return m
+
+    def noop(self) -> Any:
+        return self.pull()
+
+    def new(self) -> Any:
+        m = self.pull()
+        if self.count() != self.ctx.corpus.messages + 1:
+            raise BenchError(f"{self.name} holds {self.count()} messages after the new one")
+        return m
+
+    def restore(self) -> Any:
+        return self._push(self.ctx.top / "maildir-a", gmail=False, expected=self.ctx.expected)
+
+    def restore_gmail(self) -> Any:
+        return self._push(self.ctx.top / "maildir-g", gmail=True, expected=self.ctx.gmail_expected)
+
+
+class Mbsync(MaildirTool):
+    name = "mbsync"
+    pull_name = "mbsync-pull"
 
     def run(self, wd: Path, body: str) -> Any:
         conf = wd / "mbsyncrc"
@@ -305,24 +348,6 @@ class Mbsync:
         body = self.imap("far", "src") + self.maildir(mail) + self.channel("far", "near", "Pull", "Near")
         return self.run(self.pull_dir, body)
 
-    def count(self) -> int:
-        return len(maildir_messages(self.pull_dir / "mail"))
-
-    def fresh(self) -> Any:
-        m = self.pull()
-        if self.count() != self.ctx.corpus.messages:
-            raise BenchError(f"mbsync pulled {self.count()} messages")
-        return m
-
-    def noop(self) -> Any:
-        return self.pull()
-
-    def new(self) -> Any:
-        m = self.pull()
-        if self.count() != self.ctx.corpus.messages + 1:
-            raise BenchError(f"mbsync holds {self.count()} messages after the new one")
-        return m
-
     def _push(self, template: Path, *, gmail: bool, expected: dict[str, tuple[int, int]]) -> Any:
         user = self.ctx.new_user("mbg" if gmail else "mbr")
         wd = self.ctx.top / f"mbsync-{user}"
@@ -332,12 +357,6 @@ class Mbsync:
         m = self.run(wd, body + self.channel("far", "near", "Push", "Far"))
         self.ctx.check(user, expected)
         return m
-
-    def restore(self) -> Any:
-        return self._push(self.ctx.top / "maildir-a", gmail=False, expected=self.ctx.expected)
-
-    def restore_gmail(self) -> Any:
-        return self._push(self.ctx.top / "maildir-g", gmail=True, expected=self.ctx.gmail_expected)
 
     def migrate(self) -> Any:
         user = self.ctx.new_user("mbm")
@@ -352,16 +371,9 @@ class Mbsync:
 # --------------------------------------------------------------------------- offlineimap
 
 
-class Offlineimap:
+class Offlineimap(MaildirTool):
     name = "offlineimap"
-
-    def __init__(self, ctx: Ctx) -> None:
-        exe = shutil.which("offlineimap")
-        if exe is None:
-            raise NotInstalled
-        self.exe = exe
-        self.ctx = ctx
-        self.pull_dir = ctx.top / "oi-pull"
+    pull_name = "oi-pull"
 
     def remote(self, section: str, user: str, *, gmail: bool = False, readonly: bool = False) -> str:
         p = self.ctx.gmail_proxy if gmail else self.ctx.tls_proxy
@@ -401,24 +413,6 @@ class Offlineimap:
             self.pull_dir, self.maildir(self.pull_dir / "mail"), self.remote("remote", "src", readonly=True)
         )
 
-    def count(self) -> int:
-        return len(maildir_messages(self.pull_dir / "mail"))
-
-    def fresh(self) -> Any:
-        m = self.pull()
-        if self.count() != self.ctx.corpus.messages:
-            raise BenchError(f"offlineimap pulled {self.count()} messages")
-        return m
-
-    def noop(self) -> Any:
-        return self.pull()
-
-    def new(self) -> Any:
-        m = self.pull()
-        if self.count() != self.ctx.corpus.messages + 1:
-            raise BenchError(f"offlineimap holds {self.count()} messages after the new one")
-        return m
-
     def _push(self, template: Path, *, gmail: bool, expected: dict[str, tuple[int, int]]) -> Any:
         user = self.ctx.new_user("oig" if gmail else "oir")
         wd = self.ctx.top / f"oi-{user}"
@@ -428,12 +422,6 @@ class Offlineimap:
         self.ctx.check(user, expected)
         return m
 
-    def restore(self) -> Any:
-        return self._push(self.ctx.top / "maildir-a", gmail=False, expected=self.ctx.expected)
-
-    def restore_gmail(self) -> Any:
-        return self._push(self.ctx.top / "maildir-g", gmail=True, expected=self.ctx.gmail_expected)
-
     def migrate(self) -> Any:
         user = self.ctx.new_user("oim")
         wd = self.ctx.top / f"oi-{user}"
@@ -442,10 +430,6 @@ class Offlineimap:
         m = self.run(wd, local, self.remote("remote", user))
         self.ctx.check(user, folder_counts(self.ctx.server, "src"))
         return m
-
-
-class NotInstalled(Exception):
-    pass
 
 
 # --------------------------------------------------------------------------- run
