@@ -25,6 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 import imapclient
 from imapclient.exceptions import IMAPClientError, LoginError
+from imapclient.imap4 import IMAP4WithTimeout
+from imapclient.tls import IMAP4_TLS
 
 from mailvault.errors import AuthError, ConfigError, ConnectError, ProtocolError, TLSError
 from mailvault.net.sasl import NOT_CONNECTED_HINT, pick_sasl
@@ -33,6 +35,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from mailvault.net.providers import Provider
+
+log = logging.getLogger(__name__)
 
 DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 DEFAULT_TIMEOUT = 60.0
@@ -233,13 +237,53 @@ def _guard_literals(client: imapclient.IMAPClient, ep: Endpoint) -> None:
     imap.read = guarded
 
 
+class _GreetingCapabilities:
+    """imaplib asks CAPABILITY right after the greeting, a round trip per connection. A server
+    that listed them in the greeting's ``[CAPABILITY ...]`` response code (RFC 3501 §7.1; Dovecot,
+    Gmail and Exchange do) has answered already: that list is used, as imaplib would use the
+    command's answer. Only at the greeting: later (after STARTTLS) imaplib asks as it always does,
+    so nothing sent before TLS can stand in for the capabilities after it."""
+
+    untagged_responses: dict[str, list[bytes | None]]
+    capabilities: tuple[str, ...]
+    _encoding: str
+    _greeted = False
+
+    def _get_capabilities(self) -> None:
+        if not self._greeted:
+            self._greeted = True
+            listed = self.untagged_responses.pop("CAPABILITY", None)
+            if listed and listed[-1]:
+                self.capabilities = tuple(str(listed[-1], self._encoding).upper().split())
+                return
+        super()._get_capabilities()  # type: ignore[misc]
+
+
+class _TLSConnection(_GreetingCapabilities, IMAP4_TLS):  # type: ignore[misc]
+    pass
+
+
+class _PlainConnection(_GreetingCapabilities, IMAP4WithTimeout):  # type: ignore[misc]
+    pass
+
+
+class _Client(imapclient.IMAPClient):  # type: ignore[misc]
+    """imapclient's client on the connection classes above."""
+
+    def _create_IMAP4(self) -> IMAP4WithTimeout | IMAP4_TLS:
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _TLSConnection(self.host, self.port, self.ssl_context, connect_timeout)
+        return _PlainConnection(self.host, self.port, connect_timeout)
+
+
 def connect_imap(
     ep: Endpoint, creds: Credentials, tls: TLSPolicy, *, timeout: float | None = None
 ) -> imapclient.IMAPClient:
     """Open, secure and log in an IMAP connection, or raise a RemoteError."""
     timeout = default_timeout() if timeout is None else timeout
     try:
-        client = imapclient.IMAPClient(
+        client = _Client(
             ep.host,
             port=ep.port,
             ssl=ep.implicit_tls,
@@ -333,7 +377,11 @@ def _close_quietly(client: imapclient.IMAPClient) -> None:
 
 
 def logout_quietly(client: imapclient.IMAPClient) -> None:
+    """LOGOUT without waiting for the server's goodbye, then close: every command that mattered
+    has had its tagged answer (an APPEND is stored once it is OK), so there is nothing left to
+    hear and no round trip to wait for."""
     try:
-        client.logout()
-    except Exception:  # the server may already be gone
-        _close_quietly(client)
+        client._imap.send(client._imap._new_tag() + b" LOGOUT\r\n")
+    except Exception:  # the connection may already be gone
+        log.debug("LOGOUT not sent", exc_info=True)
+    _close_quietly(client)

@@ -8,7 +8,6 @@ when the connection drops.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import time
@@ -122,18 +121,6 @@ class ImapSource(ImapConnection):
         if self._pending:
             self._settle()  # a refused ENABLE takes CONDSTORE away
         return "CONDSTORE" in self.capabilities
-
-    def close(self) -> None:
-        """LOGOUT without waiting for the server's goodbye: a backup has nothing left to hear."""
-        client, self._client = self._client, None
-        if client is None:
-            return
-        try:
-            client._imap.send(client._imap._new_tag() + b" LOGOUT\r\n")
-        except Exception:  # the connection may already be gone
-            log.debug("LOGOUT not sent", exc_info=True)
-        with contextlib.suppress(Exception):  # closing a broken or closed connection
-            client.shutdown()
 
     def _retrying(self, what: str, fn: Callable[[], Any]) -> Any:
         return self.retrying(what, fn)
