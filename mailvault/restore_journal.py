@@ -74,6 +74,12 @@ class Journal:
         except sqlite3.Error as exc:
             raise _error(path, exc) from exc
 
+    @property
+    def path(self) -> Path | None:
+        """The database file (None: in memory). WAL mode and a 60 s busy timeout let restore
+        worker processes (``mailvault.restore.worker``) write the same file at once."""
+        return self._path
+
     def close(self) -> None:
         self._db.close()
 

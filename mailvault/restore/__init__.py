@@ -33,6 +33,7 @@ from mailvault.restore.model import (
     RestoreResult,
     parse_map,
 )
+from mailvault.restore.procs import start_workers, worker_count
 from mailvault.restore.run import MIN_PART, _Restore
 from mailvault.restore_journal import Journal
 from mailvault.targets.imap import ImapTarget
@@ -77,16 +78,25 @@ def restore(
     snap = repo.resolve_snapshot(options.snapshot, options.account)
     conns = connections or Connections(_connector(endpoint, creds, tls))
     target = conns.take()
-    if connections is None and not options.dry_run and options.connections is not None:
-        # Log the other connections in while the folders are planned and created.
-        units = sum(max(1, f.messages // MIN_PART) for f in snap.folders if f.messages)
-        conns.ahead(connection_count(options.connections, units, gmail=target.gmail) - 1)
     own_journal = journal is None
     jr = journal or _journal(repo)
+    workers = conns.workers
     try:
-        return _Restore(repo, snap, endpoint, target, jr, options, progress, connect=conns.take).run()
+        if workers:  # the first connection is in: hand the worker processes their part
+            budget = options.max_upload_mb_per_day is not None
+            workers.setup(repo, snap, endpoint, creds, tls, options, jr, gmail=target.gmail, budget=budget)
+        if connections is None and not options.dry_run and options.connections is not None:
+            # Log the other connections in while the folders are planned and created.
+            units = sum(max(1, f.messages // MIN_PART) for f in snap.folders if f.messages)
+            conns.ahead(connection_count(options.connections, units, gmail=target.gmail) - 1)
+        r = _Restore(repo, snap, endpoint, target, jr, options, progress, connect=conns.take)
+        r.workers = list(workers.procs)
+        return r.run()
     finally:
+        for w in workers.procs:
+            w.stop()  # they log out while this process does
         target.close()
+        workers.close()
         if connections is None:
             conns.close()
         if own_journal:
@@ -107,7 +117,12 @@ def connect_ahead(
     conns = Connections(_connector(endpoint, creds, tls))
     workers = 0
     if not options.dry_run and options.connections is not None:
-        workers = (AUTO_CONNECTIONS if options.connections == AUTO else options.connections) - 1
+        total = AUTO_CONNECTIONS if options.connections == AUTO else options.connections
+        if options.max_upload_mb_per_day is None:
+            # Worker processes (mailvault.restore.procs) start now: their imports overlap the
+            # vault's opening. Each brings its own connection.
+            conns.workers = start_workers(worker_count(total))
+        workers = total - 1 - len(conns.workers)
     conns.ahead(1, after_first=workers, prepare=lambda t: t.prefetch_listing())
     return conns
 

@@ -14,6 +14,7 @@ from mailvault.net.connections import connection_count
 from mailvault.net.session import Endpoint
 from mailvault.progress import Progress
 from mailvault.restore.model import GMAIL_DEFAULT_BUDGET_MB, FolderPlan, RestoreOptions, RestoreResult, _Work
+from mailvault.restore.procs import WorkerProcess
 from mailvault.restore_journal import Journal
 from mailvault.targets.imap import ImapTarget, Rejected, TargetFolder
 from mailvault.vault.repository import Repository
@@ -57,6 +58,8 @@ class _Base:
         self._budget_lock = threading.Lock()
         self._count_lock = threading.Lock()  # a folder's counters (its parts may run in parallel)
         self._reserved = 0  # budget bytes of uploads in flight (parallel connections)
+        #: Worker processes set up for this restore (mailvault.restore.procs); none by default.
+        self.workers: list[WorkerProcess] = []
 
     def _count(self, p: FolderPlan, *, failed: int = 0, pending: int = 0, skipped_existing: int = 0) -> None:
         with self._count_lock:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 
 from mailvault.net.imap import GMAIL_CONNECTION_LIMIT
+from mailvault.restore.procs import Workers
 from mailvault.targets.imap import ImapTarget
 
 
@@ -27,6 +28,8 @@ class Connections:
         self._lock = threading.Lock()
         self._ready: deque[Future[ImapTarget]] = deque()
         self._closed = False
+        #: Restore worker processes started along (see :func:`mailvault.restore.connect_ahead`).
+        self.workers = Workers([])
 
     def ahead(
         self, count: int, *, after_first: int = 0, prepare: Callable[[ImapTarget], None] | None = None
@@ -82,7 +85,9 @@ class Connections:
         return fut.result() if fut is not None else self._connect()
 
     def close(self) -> None:
-        """Log out the connections opened ahead and never taken (in parallel)."""
+        """Log out the connections opened ahead and never taken (in parallel); stop the workers."""
+        for w in self.workers.procs:
+            w.stop()
         with self._lock:
             self._closed = True
             left, self._ready = list(self._ready), deque()
@@ -98,3 +103,4 @@ class Connections:
             threads.append(t)
         for t in threads:
             t.join(timeout=30)
+        self.workers.close()

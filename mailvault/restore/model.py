@@ -107,6 +107,15 @@ class _Work:
 
 
 @dataclass
+class _Part:
+    """A folder to restore (``work`` None), or a part of one another connection prepared."""
+
+    plan: FolderPlan
+    work: list[_Work] | None = None
+    uidvalidity: int = 0
+
+
+@dataclass
 class _Check:
     """What the verification FETCH compares for one uploaded message."""
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from typing import Any
 
 from mailvault.errors import FormatError, IntegrityError, ObjectNotFound
 from mailvault.restore.gmail import _GmailMixin
-from mailvault.restore.model import FolderPlan, RestoreResult, _Work
+from mailvault.restore.model import FolderPlan, RestoreResult, _Part, _Work
+from mailvault.restore.procs import WorkerDied, WorkerProcess
 from mailvault.restore.upload import _date, _Uploader, _UploadMixin
 from mailvault.targets.existing import ExistingMessages
 from mailvault.targets.imap import AppendItem, Rejected, SelectedState
@@ -20,15 +22,6 @@ from mailvault.vault.snapshots import SnapshotFolder
 
 #: A folder is split over connections in parts of at least this many messages.
 MIN_PART = 250
-
-
-@dataclass
-class _Part:
-    """A folder to restore (``work`` None), or a part of one another connection prepared."""
-
-    plan: FolderPlan
-    work: list[_Work] | None = None
-    uidvalidity: int = 0
 
 
 def _units(plans: list[FolderPlan]) -> int:
@@ -93,11 +86,20 @@ class _Restore(_UploadMixin, _GmailMixin):
                 self._restore_folder(p, folders[p.source])
             return
         # Biggest folders first, spread over n connections; a big folder that is new or empty on
-        # the target is split into parts that other connections take as they become free.
+        # the target is split into parts that other connections take as they become free. Worker
+        # processes (mailvault.restore.procs) take folders and parts from the same queue, each
+        # over one of the n connections.
+        procs = self.workers[: n - 1]
         queue: deque[_Part] = deque(_Part(p) for p in sorted(plans, key=lambda p: p.bytes, reverse=True))
         part_size = max(MIN_PART, -(-sum(p.messages for p in plans) // (2 * n)))
         lock = threading.Lock()
         main_free = [True]  # the first worker uses the connection that made the plan
+
+        def take() -> _Part | None:
+            with lock:
+                if not queue or self.result.budget_exhausted or self._over_quota:
+                    return None
+                return queue.popleft()
 
         def worker() -> None:
             with lock:
@@ -105,11 +107,7 @@ class _Restore(_UploadMixin, _GmailMixin):
             assert self._connect is not None
             self._local.target = self._main_target if mine else self._connect()
             try:
-                while not self.result.budget_exhausted and not self._over_quota:
-                    with lock:
-                        if not queue:
-                            return
-                        item = queue.popleft()
+                while (item := take()) is not None:
                     if item.work is not None:
                         self._restore_part(item)
                         continue
@@ -133,14 +131,104 @@ class _Restore(_UploadMixin, _GmailMixin):
                     self._local.target.close()
                 self._local.target = None
 
+        def remote(w: WorkerProcess) -> None:
+            while not w.answered(0.05):  # still starting: give up once nothing is left to do
+                with lock:
+                    if not queue:
+                        return
+            problem = w.ready()
+            if problem is not None:
+                self.result.warnings.append(
+                    f"a restore worker process could not start ({problem}); its share was restored in-process"
+                )
+                return
+            while (item := take()) is not None:
+                if not self._remote(w, item, folders):
+                    return  # the worker is gone; the others take the rest
+
         try:
             with ThreadPoolExecutor(max_workers=n, thread_name_prefix="mailvault-restore") as pool:
-                for f in [pool.submit(worker) for _ in range(n)]:
+                futures = [pool.submit(worker) for _ in range(n - len(procs))]
+                futures += [pool.submit(remote, w) for w in procs]
+                for f in futures:
                     f.result()
         finally:
             for item in queue:  # stopped by the budget or a full account: counted as not attempted
                 if item.work is not None:
                     item.plan.pending += len(item.work)
+
+    def _remote(self, w: WorkerProcess, item: _Part, folders: dict[str, SnapshotFolder]) -> bool:
+        """Have worker process ``w`` restore a folder or part; merge what it reports. False: the
+        worker is gone (what it left undone is redone here or counted pending)."""
+        p = item.plan
+        with self._count_lock:  # the counters as sent: the worker's changes are the difference
+            sent = dataclasses.replace(p, dropped_flags=list(p.dropped_flags))
+        if item.work is None:
+            job: tuple[Any, ...] = ("folder", sent, folders[p.source])
+        else:
+            job = ("part", sent, item.work, item.uidvalidity)
+        total = p.messages if item.work is None else len(item.work)
+        with self.progress.bar(p.target[:30], total=total) as bar:
+            try:
+                answer = w.call(job)
+            except WorkerDied as exc:
+                self._worker_died(item, folders, str(exc))
+                return False
+            if answer[0] == "raised":
+                raise answer[1]
+            if answer[0] != "done":
+                w.close(timeout=0)
+                lines = str(answer[1]).strip().splitlines() or ["?"]
+                self._worker_died(item, folders, f"it failed: {lines[-1]}")
+                return False
+            _, after, failures, warnings, once, over_quota, budget = answer
+            bar.update(total)
+        with self._count_lock:
+            for name in ("already", "uploaded", "uploaded_bytes", "skipped_existing", "failed", "pending"):
+                setattr(p, name, getattr(p, name) + getattr(after, name) - getattr(sent, name))
+            p.started = p.started or after.started
+            p.create = p.create and after.create
+            p.parts = max(p.parts, after.parts)
+            if after.dropped_flags:
+                p.dropped_flags = sorted(set(p.dropped_flags) | set(after.dropped_flags))
+            self.result.failures.extend(failures)
+            self.result.warnings.extend(warnings)
+            for blob, message in once:
+                self._fail_once(blob, message)
+            self._over_quota = self._over_quota or over_quota
+            self.result.budget_exhausted = self.result.budget_exhausted or budget
+        return True
+
+    def _worker_died(self, item: _Part, folders: dict[str, SnapshotFolder], why: str) -> None:
+        """A worker process stopped mid-job. A whole folder is restored here instead (as a rerun
+        would: the journal and the duplicate check skip what the worker uploaded); of a part, what
+        the journal confirms counts as uploaded, the rest as pending (other connections may be
+        uploading into the same folder, so it is left to the rerun)."""
+        p = item.plan
+        if item.work is None:
+            self.result.warnings.append(
+                f"{p.target}: a restore worker process stopped ({why}); the folder was restored in-process"
+            )
+            assert self._connect is not None
+            self._local.target = self._connect()
+            try:
+                self._restore_folder(p, folders[p.source])
+            finally:
+                self._local.target.close()
+                self._local.target = None
+            return
+        done = self.journal.done(self.key, p.target_raw, item.uidvalidity)
+        got = [w for w in item.work if (w.entry.blob, w.seq) in done]
+        left = len(item.work) - len(got)
+        with self._count_lock:
+            p.uploaded += len(got)
+            p.uploaded_bytes += sum(w.entry.size for w in got)
+            p.pending += left
+        if left:
+            self.result.failures.append(
+                f"{p.source}: a restore worker process stopped ({why}) before {left} message(s) of the "
+                "folder were confirmed; rerun the restore to finish them (nothing is uploaded twice)"
+            )
 
     def _splittable(self, p: FolderPlan, state: SelectedState, work: list[_Work], part_size: int) -> bool:
         """Whether a folder's uploads may go over several connections: the target folder is empty
