@@ -39,7 +39,8 @@ def _trace(*words: object) -> None:
     path = os.environ.get(ENV_TRACE)
     if path:
         with open(path, "a", encoding="utf-8") as f:
-            f.write(" ".join(map(str, (os.getpid(), f"{time.time():.3f}", *words))) + "\n")
+            stamp = (os.getpid(), f"{time.time():.3f}", *words, f"cpu={time.process_time():.3f}")
+            f.write(" ".join(map(str, stamp)) + "\n")
 
 
 class _ChildRestore(_Restore):
