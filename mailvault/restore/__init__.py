@@ -118,7 +118,7 @@ def connect_ahead(
     workers = 0
     if not options.dry_run and options.connections is not None:
         total = AUTO_CONNECTIONS if options.connections == AUTO else options.connections
-        if options.max_upload_mb_per_day is None:
+        if options.max_upload_mb_per_day is None and creds.oauth2_token is None:
             # Worker processes (mailvault.restore.procs) start now: their imports overlap the
             # vault's opening. Each brings its own connection.
             conns.workers = start_workers(worker_count(total))

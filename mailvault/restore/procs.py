@@ -82,7 +82,7 @@ class Setup:
     vault: bytes  # VaultHandoff.to_bytes()
     snapshot: Snapshot
     endpoint: Endpoint
-    auth_kind: str  # "password" | "oauth2" | ""
+    auth_kind: str  # "password" | "" (no worker processes with OAuth2)
     secret: bytes
     sasl: str
     ca_file: str | None
@@ -208,15 +208,23 @@ class Workers:
     ) -> None:
         """Hand the workers their job; stop them instead when this restore cannot use them: a dry
         run, Gmail (one upload per message across folders, claimed in the parent), a daily upload
-        budget (reserved in the parent), an in-memory journal or a vault a child cannot reopen."""
+        budget (reserved in the parent), OAuth2 (each login asks the token source; refreshing is
+        the parent's), an in-memory journal or a vault a child cannot reopen."""
         h = handoff(repo)
-        if not self.procs or options.dry_run or gmail or budget or journal.path is None or h is None:
+        oauth2 = creds.oauth2_token is not None  # a token per login, refreshed in the parent
+        if (
+            not self.procs
+            or options.dry_run
+            or gmail
+            or budget
+            or oauth2
+            or journal.path is None
+            or h is None
+        ):
             self.close()
             return
         kind, secret = "", b""
-        if creds.oauth2_token is not None:
-            kind, secret = "oauth2", creds.oauth2_token()
-        elif creds.password is not None:
+        if creds.password is not None:
             kind, secret = "password", creds.password()
         s = Setup(
             h.to_bytes(),

@@ -71,8 +71,6 @@ class _ChildRestore(_Restore):
 
 def _credentials(s: Setup) -> Credentials:
     secret = s.secret
-    if s.auth_kind == "oauth2":
-        return Credentials(oauth2_token=lambda: secret, sasl=s.sasl)
     if s.auth_kind == "password":
         return Credentials(password=lambda: secret, sasl=s.sasl)
     return Credentials(sasl=s.sasl)
