@@ -18,20 +18,19 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 
+from mailvault.backup.chunks import ChunkRunner
 from mailvault.backup.common import BackupBase, BackupOptions, BackupResult, folder_selected
 from mailvault.backup.work import Job, Work
 from mailvault.errors import ProtocolError, RemoteError
-from mailvault.model import FolderInfo, header_block, message_id
+from mailvault.model import FolderInfo
 from mailvault.net import mutf7
 from mailvault.net.connections import AUTO, connection_count
 from mailvault.net.session import Endpoint
-from mailvault.prefetch import prefetch
-from mailvault.progress import Bar, Progress
-from mailvault.sources.imap import Fetched, FetchFailure, FolderState, ImapSource, MessageMeta, RemoteFolder
+from mailvault.progress import Progress
+from mailvault.sources.imap import FolderState, ImapSource, RemoteFolder
 from mailvault.vault.repository import Repository, VaultWriter
 from mailvault.vault.snapshots import ManifestEntry, ManifestRows, SnapshotFolder
 
@@ -64,7 +63,7 @@ class ImapBackup(BackupBase):
         self._writer_lock = threading.Lock()  # the vault writer is not thread-safe
         self._lock = threading.Lock()  # counters and results shared by the connections
         self.gm_known: dict[int, tuple[str, int]] = {}  # X-GM-MSGID -> (blob, size)
-        self._fetched_bytes = 0
+        self._chunk_runner: ChunkRunner | None = None
         self._results: dict[int, SnapshotFolder] = {}
         self._remote: list[RemoteFolder] = []
         self._split = 1
@@ -237,15 +236,28 @@ class ImapBackup(BackupBase):
                 raise ProtocolError(
                     f"UIDVALIDITY of {mutf7.decode(job.info.name_raw)!r} changed while we were working"
                 )
-        rows = ManifestRows()
-        self._chunk(writer, job.info, job.chunks[k], job.known, rows, job.condstore, job.pf, job.bar)
+        since = job.pf.highestmodseq if job.condstore and job.pf is not None else None
+        out = self._runner(writer).run(src, job.info.name, job.chunks[k], job.known, since, job.bar)
         with self._lock:
-            job.rows[k] = rows
+            self.result.new_messages += out.new_messages
+            self.result.failures.extend(out.failures)
+            job.rows[k] = out.rows
             job.left -= 1
             last = job.left == 0
         if last:
             job.bar.close()
             self._finish(writer, job.index, job.info, [r for r in job.rows if r is not None])
+
+    def _runner(self, writer: VaultWriter) -> ChunkRunner:
+        with self._lock:
+            if self._chunk_runner is None:
+                self._chunk_runner = ChunkRunner(
+                    writer,
+                    batch_bytes=self.options.batch_bytes,
+                    writer_lock=self._writer_lock,
+                    gm_known=self.gm_known,
+                )
+            return self._chunk_runner
 
     def _unchanged(self, pf: SnapshotFolder | None, state: FolderState) -> bool:
         """Whether a folder is as the previous snapshot has it (same UIDVALIDITY, UIDNEXT, message
@@ -260,159 +272,3 @@ class ImapBackup(BackupBase):
             and pf.messages == state.exists
             and self.repo.has_blob(bytes.fromhex(pf.manifest))
         )
-
-    def _chunk(
-        self,
-        writer: VaultWriter,
-        info: FolderInfo,
-        chunk: list[int],
-        known: dict[int, ManifestEntry],
-        rows: ManifestRows,
-        condstore: bool,
-        pf: SnapshotFolder | None,
-        bar: Bar,
-    ) -> None:
-        src = self.source
-        if not src.gmail:
-            self._chunk_direct(writer, info, chunk, known, rows, condstore, pf, bar)
-            return
-        if condstore and pf is not None and pf.highestmodseq is not None:
-            meta = src.metadata(chunk, changedsince=pf.highestmodseq)
-            # New UIDs without a newer mod-sequence: ask for their metadata too.
-            missing = [u for u in chunk if u not in known and u not in meta]
-            meta.update(src.metadata(missing))
-        else:
-            meta = src.metadata(chunk)
-        entries: list[ManifestEntry] = []
-        to_fetch: list[MessageMeta] = []
-        for uid in chunk:
-            e = known.pop(uid, None)
-            m = meta.get(uid)
-            if e is not None:
-                if m is not None:
-                    entries.append(self._refresh(e, m))
-                elif condstore:
-                    entries.append(e)  # unchanged since the last snapshot
-                # else: expunged between SEARCH and FETCH
-                bar.update()
-                continue
-            if m is None:
-                bar.update()  # expunged meanwhile
-                continue
-            hit = self.gm_known.get(m.gm_msgid) if m.gm_msgid is not None else None
-            if hit is not None:  # Gmail: the same message in another label, already stored
-                entries.append(self._entry(m, hit[0], hit[1]))
-                bar.update()
-            else:
-                to_fetch.append(m)
-        self._fetch_into(writer, info, to_fetch, entries, bar)
-        entries.sort(key=lambda e: int(e.uid))
-        for e in entries:
-            rows.add(e)
-
-    def _chunk_direct(
-        self,
-        writer: VaultWriter,
-        info: FolderInfo,
-        chunk: list[int],
-        known: dict[int, ManifestEntry],
-        rows: ManifestRows,
-        condstore: bool,
-        pf: SnapshotFolder | None,
-        bar: Bar,
-    ) -> None:
-        """A chunk without Gmail's X-GM-MSGID dedupe: flags of the known messages (CHANGEDSINCE with
-        CONDSTORE), then the new ones with their metadata and bodies in one pipelined FETCH."""
-        src = self.source
-        old = [u for u in chunk if u in known]
-        new = [u for u in chunk if u not in known]
-        entries: list[ManifestEntry] = []
-        if old:
-            if condstore and pf is not None and pf.highestmodseq is not None:
-                meta = src.metadata(old, changedsince=pf.highestmodseq)
-            else:
-                meta = src.metadata(old)
-            for uid in old:
-                e = known.pop(uid)
-                m = meta.get(uid)
-                if m is not None:
-                    entries.append(self._refresh(e, m))
-                elif condstore:
-                    entries.append(e)  # unchanged since the last snapshot
-                # else: expunged between SEARCH and FETCH
-                bar.update()
-        if new:
-            handled = self._store_fetched(writer, info, src.fetch_new(new), entries, bar)
-            bar.update(len(new) - handled)  # expunged meanwhile
-        entries.sort(key=lambda e: int(e.uid))
-        for e in entries:
-            rows.add(e)
-
-    @staticmethod
-    def _entry(m: MessageMeta, blob: str, size: int, mid: str | None = None) -> ManifestEntry:
-        return ManifestEntry(
-            m.uid,
-            blob,
-            list(m.flags),
-            m.internaldate,
-            size,
-            list(m.labels),
-            m.gm_msgid,
-            m.gm_thrid,
-            message_id=mid,
-        )
-
-    @staticmethod
-    def _refresh(e: ManifestEntry, m: MessageMeta | None) -> ManifestEntry:
-        if m is None:
-            return e
-        flags = list(m.flags)
-        labels = list(m.labels) if m.labels or e.labels else e.labels
-        if flags == e.flags and labels == e.labels:
-            return e
-        return replace(e, flags=flags, labels=labels)
-
-    def _fetch_into(
-        self,
-        writer: VaultWriter,
-        info: FolderInfo,
-        metas: list[MessageMeta],
-        entries: list[ManifestEntry],
-        bar: Bar,
-    ) -> None:
-        if metas:
-            self._store_fetched(writer, info, self.source.fetch(metas), entries, bar)
-
-    def _store_fetched(
-        self,
-        writer: VaultWriter,
-        info: FolderInfo,
-        source: Iterator[Fetched | FetchFailure],
-        entries: list[ManifestEntry],
-        bar: Bar,
-    ) -> int:
-        """Store messages as a producer thread fetches them (network and parsing overlap storing);
-        returns how many messages came (stored or failed)."""
-        fetched = prefetch(
-            source,
-            max_cost=self.options.batch_bytes,
-            cost=lambda i: len(i.raw) if isinstance(i, Fetched) else 0,
-        )
-        handled = 0
-        for item in fetched:
-            bar.update()
-            handled += 1
-            if isinstance(item, FetchFailure):
-                self.result.failures.append(f"{info.name} UID {item.uid}: {item.reason}")
-                continue
-            m = item.meta
-            with self._writer_lock:
-                blob, new = writer.add(item.raw)
-                if new:
-                    self.result.new_messages += 1
-                self._fetched_bytes += len(item.raw)
-            entries.append(self._entry(m, blob, len(item.raw), message_id(header_block(item.raw)) or None))
-            if m.gm_msgid is not None:
-                self.gm_known.setdefault(m.gm_msgid, (blob, len(item.raw)))
-            bar.set_postfix(f"{self._fetched_bytes >> 20} MiB")
-        return handled
