@@ -86,22 +86,20 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int] | None:
     return lf, lf + 2
 
 
+#: Content-Type and Content-Transfer-Encoding fields of a header block, with their folded lines
+#: (a line starting with "Content-Type:" inside another field's folding is not one of them).
+_MIME_FIELD = re.compile(
+    rb"^(content-type|content-transfer-encoding)[ \t]*:(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE
+)
+
+
 def _headers(block: bytes) -> dict[bytes, bytes]:
+    """The first Content-Type and Content-Transfer-Encoding of a header block, unfolded."""
     out: dict[bytes, bytes] = {}
-    name = b""
-    for line in block.replace(b"\r\n", b"\n").split(b"\n"):
-        if line[:1] in (b" ", b"\t") and name:
-            out[name] += b" " + line.strip()
-            continue
-        key, sep, value = line.partition(b":")
-        if not sep:
-            name = b""
-            continue
-        name = key.strip().lower()
-        if name in (b"content-type", b"content-transfer-encoding") and name not in out:
-            out[name] = value.strip()
-        else:
-            name = b""
+    for m in _MIME_FIELD.finditer(block):
+        name = m.group(1).lower()
+        if name not in out:
+            out[name] = b" ".join(line.strip() for line in m.group(2).split(b"\n"))
     return out
 
 

@@ -257,3 +257,26 @@ def test_lost_part_costs_exactly_the_messages_that_need_it(make_repo: MakeRepo) 
     snap = repo.resolve_snapshot("latest", "alice@example.org")
     kept = [raw for _f, _e, raw in repo.iter_messages(snap)]
     assert kept == [m for m in MAIL if sha256(m) not in needing]
+
+
+def test_a_folded_line_is_not_a_mime_field() -> None:
+    """A DKIM signature's folded ``h=`` list may carry "Content-Type:" at a line start: that is
+    part of the signature, not the message's Content-Type (the multipart is still found)."""
+    part = base64.encodebytes(bytes(range(256)) * 40)
+    raw = (
+        b"DKIM-Signature: v=1; a=rsa-sha256;\r\n"
+        b"\th=Subject:From:To;\r\n"
+        b"\tContent-Type:MIME-Version; b=abc\r\n"
+        b"Content-Type: multipart/mixed;\r\n"
+        b'\tboundary="XX"\r\n'
+        b"\r\n--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--XX\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + part.replace(b"\n", b"\r\n")
+        + b"--XX--\r\n"
+    )
+    headers = sia._headers(raw[: raw.index(b"\r\n\r\n")])
+    assert headers[b"content-type"] == b'multipart/mixed; boundary="XX"'
+    split = sia.split(raw, 1024)
+    assert split is not None and len(split.parts) == 1
+    assert split.parts[0].data == bytes(range(256)) * 40
+    assert sia.rebuild(split.skeleton, {split.parts[0].part_id: split.parts[0].data}.__getitem__) == raw
