@@ -51,12 +51,21 @@ def backup(
         source = (
             early.take() if early is not None else open_source(endpoint, creds, tls, options, prepare=True)
         )
+        workers = early.workers if early is not None else None
         try:
             return ImapBackup(
-                repo, endpoint, source, options, progress, lambda: open_source(endpoint, creds, tls, options)
+                repo,
+                endpoint,
+                source,
+                options,
+                progress,
+                lambda: open_source(endpoint, creds, tls, options),
+                workers,
             ).run()
         finally:
             source.close()
+            if workers is not None:
+                workers.close()  # those not used
     pop = Pop3Source(lambda: connect_pop3(endpoint, creds, tls))
     try:
         return Pop3Backup(repo, endpoint, pop, options, progress).run()

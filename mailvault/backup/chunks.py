@@ -1,48 +1,49 @@
 """A chunk of a folder: its UIDs' metadata and the bodies the vault lacks, fetched and stored.
 
 This is the per-message work of an IMAP backup, the same wherever it runs: on any connection of
-the backup's process (:mod:`mailvault.backup.imap`) or in a worker process of its own
-(:mod:`mailvault.backup.worker`). It needs a source with the folder selected and a vault writer.
+the backup's process (:mod:`mailvault.backup.imap`), storing into the vault writer, or in a
+worker process (:mod:`mailvault.backup.worker`), which hashes and splits each message for the
+parent to store (:class:`mailvault.vault.writer.PreparedMessage`). It needs a source with the
+folder selected and a ``store`` function: raw bytes -> (blob id, newly stored).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from mailvault.model import header_block, message_id
 from mailvault.prefetch import prefetch
 from mailvault.progress import Bar
 from mailvault.sources.imap import Fetched, FetchFailure, ImapSource, MessageMeta
-from mailvault.vault.repository import VaultWriter
 from mailvault.vault.snapshots import ManifestEntry, ManifestRows
+from mailvault.vault.writer import PreparedMessage
+
+#: Stores a message's raw bytes: (hex blob id, whether it was new to the vault).
+Store = Callable[[bytes], tuple[str, bool]]
 
 
 @dataclass
 class ChunkOutcome:
-    """A chunk's manifest rows (in UID order) and what happened on the way."""
+    """A chunk's manifest rows (in UID order) and what happened on the way; from a worker
+    process, also the messages it prepared for the parent to store."""
 
     rows: ManifestRows
     new_messages: int = 0
     failures: list[str] = field(default_factory=list)
+    prepared: list[PreparedMessage] = field(default_factory=list)
 
 
 class ChunkRunner:
-    """Runs chunks into one vault writer (shared by the connections of a process: writes to it
-    are serialised by ``writer_lock``)."""
+    """Runs chunks, storing with ``store`` (thread-safe: a process's connections share it)."""
 
     def __init__(
-        self,
-        writer: VaultWriter,
-        *,
-        batch_bytes: int,
-        writer_lock: threading.Lock | None = None,
-        gm_known: dict[int, tuple[str, int]] | None = None,
+        self, store: Store, *, batch_bytes: int, gm_known: dict[int, tuple[str, int]] | None = None
     ) -> None:
-        self.writer = writer
+        self.store = store
         self.batch_bytes = batch_bytes
-        self._writer_lock = writer_lock or threading.Lock()
+        self._lock = threading.Lock()
         #: Gmail: X-GM-MSGID -> (blob, size) of messages already stored (All Mail is not fetched twice).
         self.gm_known: dict[int, tuple[str, int]] = {} if gm_known is None else gm_known
         self._fetched_bytes = 0  # shown beside the progress bar
@@ -165,10 +166,10 @@ class ChunkRunner:
                 out.failures.append(f"{folder} UID {item.uid}: {item.reason}")
                 continue
             m = item.meta
-            with self._writer_lock:
-                blob, new = self.writer.add(item.raw)
-                if new:
-                    out.new_messages += 1
+            blob, new = self.store(item.raw)
+            if new:
+                out.new_messages += 1
+            with self._lock:
                 self._fetched_bytes += len(item.raw)
             entries.append(_entry(m, blob, len(item.raw), message_id(header_block(item.raw)) or None))
             if m.gm_msgid is not None:

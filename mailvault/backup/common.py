@@ -44,6 +44,8 @@ class BackupResult:
     failures: list[str] = field(default_factory=list)
     deleted: int = 0
     reconnects: int = 0
+    #: IMAP: worker processes that fetched chunks (mailvault.backup.procs).
+    worker_processes: int = 0
     duration: float = 0.0
     warnings: list[str] = field(default_factory=list)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 
 from mailvault.backup.common import BackupOptions
+from mailvault.backup.procs import BackupWorkers, worker_count
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy, connect_imap
 from mailvault.sources.imap import ImapSource
 
@@ -34,6 +35,9 @@ class EarlySource:
     def __init__(
         self, endpoint: Endpoint, creds: Credentials, tls: TLSPolicy, options: BackupOptions
     ) -> None:
+        #: Worker processes (:mod:`mailvault.backup.procs`), started now so that their start-up
+        #: is over by the time the folders are planned; they may log in once this connection has.
+        self.workers = BackupWorkers(worker_count(options.connections))
         self._result: ImapSource | None = None
         self._error: BaseException | None = None
         self._taken = False
@@ -44,7 +48,9 @@ class EarlySource:
                 source = open_source(endpoint, creds, tls, options, prepare=True)
             except BaseException as exc:  # handed to take()
                 self._error = exc
+                self.workers.close()
                 return
+            self.workers.allow_login(endpoint, creds, tls, options.batch_bytes)
             with self._lock:
                 abandoned = self._taken
                 self._result = source
@@ -65,6 +71,7 @@ class EarlySource:
     def discard(self) -> None:
         """Close the connection if it was never taken; one still connecting closes when it is
         done (a daemon thread: the process does not wait for it)."""
+        self.workers.close()
         with self._lock:
             if self._taken:
                 return

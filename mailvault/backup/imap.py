@@ -21,8 +21,9 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
-from mailvault.backup.chunks import ChunkRunner
+from mailvault.backup.chunks import ChunkOutcome, ChunkRunner
 from mailvault.backup.common import BackupBase, BackupOptions, BackupResult, folder_selected
+from mailvault.backup.procs import BackupWorkers, WorkerChunks
 from mailvault.backup.work import Job, Work
 from mailvault.errors import ProtocolError, RemoteError
 from mailvault.model import FolderInfo
@@ -42,7 +43,7 @@ MIN_SPLIT = 250
 MESSAGES_PER_CONNECTION = 500
 
 
-class ImapBackup(BackupBase):
+class ImapBackup(WorkerChunks, BackupBase):
     kind = "imap"
 
     def __init__(
@@ -53,8 +54,14 @@ class ImapBackup(BackupBase):
         options: BackupOptions,
         progress: Progress,
         open_source: Callable[[], ImapSource] | None = None,
+        workers: BackupWorkers | None = None,
     ) -> None:
         super().__init__(repo, endpoint, options, progress)
+        #: Worker processes started ahead (:mod:`mailvault.backup.procs`); some of the extra
+        #: connections run in them.
+        self._workers = workers
+        self._to_fetch = 0  # messages to fetch, as LIST-STATUS tells (see _connections)
+
         self._main_source = source
         self._open_source = open_source
         self._local = threading.local()  # each worker thread has its own connection
@@ -94,9 +101,9 @@ class ImapBackup(BackupBase):
             self._split = n
             self._parallel(writer, n)
             folders = [self._results[i] for i in range(len(remote))]
-            self.result.reconnects = sum(s.reconnects for s in self._sources)
-            self.result.bytes_fetched = sum(s.stats.bytes_fetched for s in self._sources)
-            self.result.messages_fetched = sum(s.stats.messages_fetched for s in self._sources)
+            self.result.reconnects += sum(s.reconnects for s in self._sources)
+            self.result.bytes_fetched += sum(s.stats.bytes_fetched for s in self._sources)
+            self.result.messages_fetched += sum(s.stats.messages_fetched for s in self._sources)
             self._commit(writer, folders)  # the snapshot's summary carries these counts
         return self.result
 
@@ -120,6 +127,7 @@ class ImapBackup(BackupBase):
                 messages += max(0, listed.uidnext - pf.uidnext)
             else:
                 messages += listed.exists
+        self._to_fetch = messages
         useful = max(busy, math.ceil(messages / MESSAGES_PER_CONNECTION), 1)
         if self.options.connections == AUTO:
             return connection_count(AUTO, useful, gmail=src.gmail)
@@ -128,6 +136,10 @@ class ImapBackup(BackupBase):
     def _parallel(self, writer: VaultWriter, n: int) -> None:
         """Every task over ``n`` connections: this thread's (the first) and ``n - 1`` more."""
         work = Work(len(self._remote))
+        # Worker processes for some of the extra connections, when there is enough to fetch to
+        # be worth one (not for Gmail: its X-GM-MSGID dedupe is shared by one process's connections).
+        worth = self._to_fetch >= MESSAGES_PER_CONNECTION and not self.source.gmail
+        procs = self._take_procs(n - 1 if worth else 0)
         if n <= 1:
             self._worker(writer, work, None)
             return
@@ -149,7 +161,8 @@ class ImapBackup(BackupBase):
                 src.close()
 
         with ThreadPoolExecutor(max_workers=n - 1, thread_name_prefix="mailvault-backup") as pool:
-            futures = [pool.submit(extra) for _ in range(n - 1)]
+            futures = [pool.submit(self._proc_worker, writer, work, p) for p in procs]
+            futures += [pool.submit(extra) for _ in range(n - 1 - len(procs))]
             try:
                 self._worker(writer, work, None)
             finally:
@@ -238,6 +251,9 @@ class ImapBackup(BackupBase):
                 )
         since = job.pf.highestmodseq if job.condstore and job.pf is not None else None
         out = self._runner(writer).run(src, job.info.name, job.chunks[k], job.known, since, job.bar)
+        self._chunk_done(writer, job, k, out)
+
+    def _chunk_done(self, writer: VaultWriter, job: Job, k: int, out: ChunkOutcome) -> None:
         with self._lock:
             self.result.new_messages += out.new_messages
             self.result.failures.extend(out.failures)
@@ -251,11 +267,13 @@ class ImapBackup(BackupBase):
     def _runner(self, writer: VaultWriter) -> ChunkRunner:
         with self._lock:
             if self._chunk_runner is None:
+
+                def store(raw: bytes) -> tuple[str, bool]:
+                    with self._writer_lock:
+                        return writer.add(raw)
+
                 self._chunk_runner = ChunkRunner(
-                    writer,
-                    batch_bytes=self.options.batch_bytes,
-                    writer_lock=self._writer_lock,
-                    gm_known=self.gm_known,
+                    store, batch_bytes=self.options.batch_bytes, gm_known=self.gm_known
                 )
             return self._chunk_runner
 

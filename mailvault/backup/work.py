@@ -50,27 +50,30 @@ class Work:
         self._busy = 0
         self.failed = False
 
-    def take(self, selected: str | None) -> Task | None:
+    def take(self, selected: str | None, *, chunks_only: bool = False, wait: bool = True) -> Task | None:
+        """The next task for a connection with ``selected`` selected; ``chunks_only``: never a plan
+        (a worker process: it waits while the others plan); ``wait`` False: None at once when no
+        task is ready (a worker process asking for a second chunk to keep in flight)."""
         with self._cond:
             while True:
                 if self.failed:
                     return None
-                task = self._pick(selected)
+                task = self._pick(selected, chunks_only)
                 if task is not None:
                     self._busy += 1
                     return task
-                if self._busy == 0:
+                if not wait or (self._busy == 0 and not (chunks_only and self._plans)):
                     return None  # nothing left, and nobody is planning more
                 self._cond.wait()
 
-    def _pick(self, selected: str | None) -> Task | None:
+    def _pick(self, selected: str | None, chunks_only: bool) -> Task | None:
         if self._chunks:
             own = [i for i, (job, _) in enumerate(self._chunks) if job.info.name_raw == selected]
-            if own or not self._plans:
+            if own or not self._plans or chunks_only:
                 i = own[0] if own else max(range(len(self._chunks)), key=self._size)
                 job, k = self._chunks.pop(i)
                 return Task(job=job, chunk=k)
-        if self._plans:
+        if self._plans and not chunks_only:
             return Task(plan=self._plans.popleft())
         return None
 
@@ -84,6 +87,13 @@ class Work:
             self._busy -= 1
             if job is not None:
                 self._chunks.extend((job, k) for k in range(len(job.chunks)))
+            self._cond.notify_all()
+
+    def requeue(self, job: Job, k: int) -> None:
+        """A chunk taken but not done (its worker process was lost): back for another connection."""
+        with self._cond:
+            self._busy -= 1
+            self._chunks.append((job, k))
             self._cond.notify_all()
 
     def fail(self) -> None:

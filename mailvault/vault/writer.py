@@ -7,6 +7,7 @@ written only after every blob it references is in a stored pack that a stored in
 from __future__ import annotations
 
 import socket
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -39,6 +40,24 @@ DICT_MAX_BLOCK = 512 * 1024
 DICT_SAMPLE_BYTES = 4 << 20
 DICT_SIZE = 64 * 1024
 DICT_MIN_GAIN = 0.03
+
+
+@dataclass(frozen=True)
+class PreparedMessage:
+    """A message as :meth:`VaultWriter.add` would store it, worked out in another process: its
+    id, and its skeleton and parts when it splits (then ``raw`` is not carried), else its bytes."""
+
+    blob_id: bytes
+    size: int
+    raw: bytes | None
+    split: sia.Split | None
+
+
+def prepare_message(raw: bytes, sia_min_part: int) -> PreparedMessage:
+    """Hash and split (the rebuild checked) a message for :meth:`VaultWriter.add_prepared`."""
+    blob_id = sha256(raw)
+    split = sia.split(raw, sia_min_part, blob_id) if sia_min_part else None
+    return PreparedMessage(blob_id, len(raw), None if split is not None else raw, split)
 
 
 class VaultWriter:
@@ -141,20 +160,34 @@ class VaultWriter:
         if self.has(blob_id):
             return blob_id.hex(), False
         if blob_type == BLOB_MESSAGE:
-            self.new_messages += 1
-            self.new_message_bytes += len(raw)
             split = sia.split(raw, self.params.sia_min_part, blob_id) if self.params.sia_min_part else None
-            if split is not None:
-                for part in split.parts:
-                    if not self.has(part.part_id):
-                        self._store(part.part_id, part.data, BLOB_PART)
-                        self.new_parts += 1
-                        self.new_part_bytes += len(part.data)
-                self._store(blob_id, split.skeleton, BLOB_SKELETON)
-                self.new_skeletons += 1
-                return blob_id.hex(), True
-        self._store(blob_id, raw, blob_type)
+            self._store_message(blob_id, len(raw), raw, split)
+        else:
+            self._store(blob_id, raw, blob_type)
         return blob_id.hex(), True
+
+    def add_prepared(self, m: PreparedMessage) -> tuple[str, bool]:
+        """:meth:`add` for a message hashed and split elsewhere (:func:`prepare_message`, in a
+        backup's worker process)."""
+        if self.has(m.blob_id):
+            return m.blob_id.hex(), False
+        self._store_message(m.blob_id, m.size, m.raw, m.split)
+        return m.blob_id.hex(), True
+
+    def _store_message(self, blob_id: bytes, size: int, raw: bytes | None, split: sia.Split | None) -> None:
+        self.new_messages += 1
+        self.new_message_bytes += size
+        if split is None:
+            assert raw is not None
+            self._store(blob_id, raw, BLOB_MESSAGE)
+            return
+        for part in split.parts:
+            if not self.has(part.part_id):
+                self._store(part.part_id, part.data, BLOB_PART)
+                self.new_parts += 1
+                self.new_part_bytes += len(part.data)
+        self._store(blob_id, split.skeleton, BLOB_SKELETON)
+        self.new_skeletons += 1
 
     def add_stored(self, blob_id: bytes, data: bytes, blob_type: int) -> None:
         """Store a blob exactly as another pack held it (prune's repack), under its id."""
