@@ -15,11 +15,14 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import select
 import struct
 import subprocess
 import sys
 from collections.abc import Callable
-from typing import IO, Any
+from typing import IO, Any, Self
+
+from mailvault.passwords import VAULT_PASSWORD_ENV
 
 _HEAD = struct.Struct(">Q")
 
@@ -54,14 +57,17 @@ class WorkerProcess:
         self.proc = proc
 
     @classmethod
-    def start(cls, module: str) -> WorkerProcess | None:
-        """``python -m module`` with pipes (None if it cannot be started)."""
+    def start(cls, module: str) -> Self | None:
+        """``python -m module`` with pipes (None if it cannot be started). The vault password, if
+        the user passed it in the environment, is not a worker's business: it is left out."""
+        env = {k: v for k, v in os.environ.items() if k != VAULT_PASSWORD_ENV}
         try:
             proc = subprocess.Popen(
                 [sys.executable, "-m", module],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
+                env=env,
             )
         except OSError:
             return None
@@ -86,7 +92,21 @@ class WorkerProcess:
             msg: tuple[Any, ...] = recv(self.proc.stdout)
             return msg
         except (EOFError, OSError, ValueError, pickle.UnpicklingError, AttributeError) as exc:
-            raise WorkerDied(str(exc) or type(exc).__name__) from None
+            raise WorkerDied(self._why(exc)) from None
+
+    def answered(self, timeout: float) -> bool:
+        """Whether an answer is waiting to be read (waits at most ``timeout`` seconds)."""
+        if self.proc.stdout is None:
+            return True
+        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return bool(readable)
+
+    def _why(self, exc: BaseException) -> str:
+        try:
+            code = self.proc.wait(timeout=1)
+        except subprocess.TimeoutExpired:
+            return f"its pipe failed: {type(exc).__name__}"
+        return f"killed by signal {-code}" if code < 0 else f"exit status {code}"
 
     def call(self, msg: object) -> tuple[Any, ...]:
         """Send one message, wait for its answer."""

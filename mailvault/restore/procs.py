@@ -20,27 +20,23 @@ parent and its own child. A child whose parent dies sees end-of-file on stdin an
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import select
-import struct
 import subprocess
-import sys
 from dataclasses import dataclass
-from typing import IO, Any
 
+from mailvault import workers
 from mailvault.net.session import Credentials, Endpoint, TLSPolicy
-from mailvault.passwords import VAULT_PASSWORD_ENV
 from mailvault.restore.model import RestoreOptions
 from mailvault.restore_journal import Journal
 from mailvault.vault.handoff import handoff
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import Snapshot
+from mailvault.workers import WorkerDied
+
+MODULE = "mailvault.restore.worker"
 
 #: Number of worker processes (overrides the default ``min(CPUs, connections) - 1``; 0 = none).
 ENV_PROCESSES = "MAILVAULT_RESTORE_PROCESSES"
-_HEAD = struct.Struct(">Q")
 
 
 def worker_count(connections: int) -> int:
@@ -50,29 +46,6 @@ def worker_count(connections: int) -> int:
     if wanted.isdigit():
         return max(0, min(int(wanted), connections - 1))
     return max(0, min(os.cpu_count() or 1, connections) - 1)
-
-
-def send(f: IO[bytes], msg: object) -> None:
-    data = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
-    f.write(_HEAD.pack(len(data)))
-    f.write(data)
-    f.flush()
-
-
-def recv(f: IO[bytes]) -> Any:
-    """The next message; EOFError when the other side is gone."""
-    head = f.read(_HEAD.size)
-    if len(head) < _HEAD.size:
-        raise EOFError
-    (n,) = _HEAD.unpack(head)
-    data = f.read(n)
-    if len(data) < n:
-        raise EOFError
-    return pickle.loads(data)  # noqa: S301 -- our own parent or child, over a private pipe
-
-
-class WorkerDied(Exception):
-    """The worker process exited (killed, crashed) or its pipe broke."""
 
 
 @dataclass
@@ -94,89 +67,42 @@ class Setup:
         return f"Setup({self.endpoint.address!r})"  # no secrets in a traceback
 
 
-class WorkerProcess:
-    """One child process and its pipes."""
+class WorkerProcess(workers.WorkerProcess):
+    """A restore worker: :mod:`mailvault.workers`' child, set up once, then sent jobs."""
 
     def __init__(self, proc: subprocess.Popen[bytes]) -> None:
-        self.proc = proc
+        super().__init__(proc)
         self._known = False  # whether the worker has answered its setup
         self._problem: str | None = None  # why it cannot work
 
-    @classmethod
-    def start(cls) -> WorkerProcess | None:
-        # The vault password, if the user passed it in the environment, is not the worker's business.
-        env = {k: v for k, v in os.environ.items() if k != VAULT_PASSWORD_ENV}
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mailvault.restore.worker"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL,
-                env=env,
-            )
-        except OSError:
-            return None
-        return cls(proc)
-
     def setup(self, s: Setup) -> None:
         try:
-            assert self.proc.stdin is not None
-            send(self.proc.stdin, ("setup", s))
-        except (OSError, ValueError):
+            self.post(("setup", s))
+        except WorkerDied:
             self._known, self._problem = True, "it exited before it was set up"
 
     def answered(self, timeout: float) -> bool:
         """Whether the worker has answered its setup (waits at most ``timeout`` seconds)."""
-        if self._known or self.proc.stdout is None:
-            return True
-        readable, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        return bool(readable)
+        return self._known or super().answered(timeout)
 
     def ready(self) -> str | None:
         """None once the worker has opened the vault and logged in; else why it cannot work."""
         if not self._known:
             self._known = True
             try:
-                assert self.proc.stdout is not None
-                msg = recv(self.proc.stdout)
+                msg = self.answer()
                 self._problem = None if msg[0] == "ready" else str(msg[1])
-            except (EOFError, OSError, pickle.UnpicklingError, IndexError):
+            except (WorkerDied, IndexError):
                 self._problem = "it exited while starting"
         return self._problem
-
-    def call(self, job: tuple[Any, ...]) -> tuple[Any, ...]:
-        """Send one job, wait for its answer."""
-        try:
-            assert self.proc.stdin is not None and self.proc.stdout is not None
-            send(self.proc.stdin, job)
-            answer: tuple[Any, ...] = recv(self.proc.stdout)
-            return answer
-        except (EOFError, OSError, ValueError, pickle.UnpicklingError) as exc:
-            try:
-                code = self.proc.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                raise WorkerDied(f"its pipe failed: {type(exc).__name__}") from None
-            why = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
-            raise WorkerDied(why) from None
-
-    def stop(self) -> None:
-        """Close its stdin: an idle worker logs out and exits."""
-        if self.proc.stdin is not None:
-            with contextlib.suppress(OSError):
-                self.proc.stdin.close()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the worker: one that has answered logs out and exits (waited for); one that has
         not (still starting, or never needed) holds nothing yet and is killed."""
-        self.stop()
         if self._known and self._problem is None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=timeout)
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+            super().close(timeout)
+        else:
+            self.kill()
 
 
 class Workers:
@@ -187,7 +113,7 @@ class Workers:
 
     @classmethod
     def start(cls, count: int) -> Workers:
-        started = [WorkerProcess.start() for _ in range(count)]
+        started = [WorkerProcess.start(MODULE) for _ in range(count)]
         return cls([w for w in started if w is not None])
 
     def __len__(self) -> int:

@@ -13,12 +13,13 @@ from typing import Any
 from mailvault.errors import FormatError, IntegrityError, ObjectNotFound
 from mailvault.restore.gmail import _GmailMixin
 from mailvault.restore.model import FolderPlan, RestoreResult, _Part, _Work
-from mailvault.restore.procs import WorkerDied, WorkerProcess
+from mailvault.restore.procs import WorkerProcess
 from mailvault.restore.upload import _date, _Uploader, _UploadMixin
 from mailvault.targets.existing import ExistingMessages
 from mailvault.targets.imap import AppendItem, Rejected, SelectedState
 from mailvault.targets.pipeline import AppendPipeline
 from mailvault.vault.snapshots import SnapshotFolder
+from mailvault.workers import WorkerDied
 
 #: A folder is split over connections in parts of at least this many messages.
 MIN_PART = 250

@@ -25,11 +25,12 @@ from mailvault.errors import MailvaultError
 from mailvault.net.session import Credentials, TLSPolicy, connect_imap
 from mailvault.progress import QUIET
 from mailvault.restore.model import _Part
-from mailvault.restore.procs import Setup, recv, send
+from mailvault.restore.procs import Setup
 from mailvault.restore.run import _Restore
 from mailvault.restore_journal import Journal
 from mailvault.targets.imap import ImapTarget
 from mailvault.vault.handoff import VaultHandoff, open_handed_over
+from mailvault.workers import recv, send
 
 #: Tests and benchmarks: a file each worker appends ``<pid> <event> ...`` lines to (ready, start, done).
 ENV_TRACE = "MAILVAULT_RESTORE_WORKER_TRACE"
