@@ -78,7 +78,7 @@ def test_worker_process_restore_equals_one_connection_restore(
     r1 = restore(vault, one, "--connections", "1")
     # The worker takes work once it has logged in; on a loaded machine the parent's connection
     # may have taken everything by then: another fresh account (at most 3 tries).
-    for _ in range(3):
+    for _ in range(8):
         trace.unlink(missing_ok=True)
         procs = make_account()
         env = {PW_ENV: procs.password, **_procs_env(trace)}
@@ -142,8 +142,8 @@ def _start_until_job(
     vault: Path, make_account: Callable[..., Account], trace: Path
 ) -> tuple[subprocess.Popen[str], Account, int]:
     """A restore into a new account whose worker process has started a job (the worker takes work
-    once it has logged in; on a loaded machine the parent may finish first: at most 3 tries)."""
-    for _ in range(3):
+    once it has logged in; on a loaded machine the parent may finish first: at most 8 tries)."""
+    for _ in range(8):
         trace.unlink(missing_ok=True)
         target = make_account()
         proc = _start(vault, target, trace)
@@ -151,7 +151,7 @@ def _start_until_job(
         if pid is not None:
             return proc, target, pid
         proc.communicate(timeout=300)
-    raise AssertionError(f"the worker never started a job in 3 runs: {_trace(trace)}")
+    raise AssertionError(f"the worker never started a job in 8 runs: {_trace(trace)}")
 
 
 def _kill_worker_run(
