@@ -85,6 +85,20 @@ def test_browse_to_a_hostile_message(served: Served, page: tuple[Any, Recorder])
     assert "remote image(s) blocked" in pg.locator(".tools").inner_text()
 
 
+def wait_for_job(pg: Any, timeout: int) -> None:
+    """Wait until the job page has loaded and its job has left the running state.
+
+    The submit button posts a form and the browser then follows a redirect to the job page; until it
+    arrives the old page (with no #job-status) is still shown, so the predicate must allow for that.
+    """
+    pg.wait_for_url("**/job/*", timeout=timeout)
+    pg.wait_for_function(
+        "() => { const s = document.getElementById('job-status');"
+        " return s !== null && s.textContent !== 'running'; }",
+        timeout=timeout,
+    )
+
+
 def test_select_and_export(served: Served, page: tuple[Any, Recorder], tmp_path: Path) -> None:
     pg, rec = page
     pg.goto(served.url)
@@ -100,9 +114,7 @@ def test_select_and_export(served: Served, page: tuple[Any, Recorder], tmp_path:
     pg.locator('input[name="dest"]').fill(str(dest))
     pg.locator('select[name="format"]').select_option("eml")
     pg.locator("#export-button").click()
-    pg.wait_for_function(
-        "() => document.getElementById('job-status').textContent !== 'running'", timeout=30_000
-    )
+    wait_for_job(pg, timeout=30_000)
     assert pg.locator("#job-status").inner_text() == "done", pg.locator("#job").inner_text()
     assert "exported 2 messages" in pg.locator("#job-message").inner_text()
     files = sorted(p for p in dest.rglob("*.eml"))
@@ -132,9 +144,7 @@ def test_search_open_restore_into_dovecot(
     pg.locator('input[name="password"]').fill(target.password)
     pg.locator('input[name="ca_file"]').fill(str(dovecot.ca_file))
     pg.locator("#restore-button").click()
-    pg.wait_for_function(
-        "() => document.getElementById('job-status').textContent !== 'running'", timeout=60_000
-    )
+    wait_for_job(pg, timeout=60_000)
     assert pg.locator("#job-status").inner_text() == "done", pg.locator("#job").inner_text()
     assert "3 uploaded" in pg.locator("#job-message").inner_text()
     got = read_account(target)
