@@ -106,11 +106,15 @@ class ProxyStats:
     literal_violations: list[str] = field(default_factory=list)
     #: Commands by verb (``UID`` for UID FETCH and the like); plain connections only (not TLS).
     verbs: Counter[str] = field(default_factory=Counter)
+    #: The client turns (connection, turn number) in which each verb was sent: how many waits
+    #: a verb cost (plain connections only).
+    verb_turns: dict[str, set[tuple[int, int]]] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.connections = self.commands = self.client_turns = self.bytes_up = self.bytes_down = 0
         self.literal_violations.clear()
         self.verbs.clear()
+        self.verb_turns.clear()
 
 
 class _ClientSide:
@@ -122,12 +126,14 @@ class _ClientSide:
         self.append_literals = 0
         self.is_append = False
         self.last = -1e9
+        self.turn = 0
         self.scanner = _LineScanner(self._line)
 
     def chunk(self, data: bytes, now: float) -> None:
         st = self.proxy.stats
         if now - self.last >= self.proxy.turn_gap:
             st.client_turns += 1
+            self.turn += 1
         self.last = now
         st.bytes_up += len(data)
         self.scanner.feed(data)
@@ -140,7 +146,9 @@ class _ClientSide:
             self.append_literals = 0
             self.is_append = len(parts) > 1 and parts[1].upper() == b"APPEND"
             if len(parts) > 1:
-                st.verbs[parts[1].rstrip(b"\r\n").upper().decode("ascii", "replace")] += 1
+                verb = parts[1].rstrip(b"\r\n").upper().decode("ascii", "replace")
+                st.verbs[verb] += 1
+                st.verb_turns.setdefault(verb, set()).add((id(self), self.turn))
         m = _LITERAL_AT_END.search(line)
         self.continuing = m is not None
         if m and self.proxy.gmail and self.is_append:

@@ -57,6 +57,7 @@ class _Base:
         self._over_quota = ""  # the server's answer once an APPEND was refused for a full account
         self._budget_lock = threading.Lock()
         self._count_lock = threading.Lock()  # a folder's counters (its parts may run in parallel)
+        self._refused_folders: set[str] = set()  # target folders the server would not create
         self._reserved = 0  # budget bytes of uploads in flight (parallel connections)
         #: Worker processes set up for this restore (mailvault.restore.procs); none by default.
         self.workers: list[WorkerProcess] = []

@@ -23,7 +23,16 @@ from imapclient.response_parser import parse_fetch_response
 
 from mailvault.model import header_block, message_id
 from mailvault.net import mutf7
-from mailvault.net.imap import ImapConnection, ListedFolder, Throttled, server_text, text, uid_fetch, uid_set
+from mailvault.net.imap import (
+    NETWORK_ERRORS,
+    ImapConnection,
+    ListedFolder,
+    Throttled,
+    server_text,
+    text,
+    uid_fetch,
+    uid_set,
+)
 from mailvault.net.imap import append as imap_append
 
 #: One answer to the verification FETCH in the form Dovecot and most servers send it.
@@ -155,6 +164,34 @@ class ImapTarget(ImapConnection):
                 raise Rejected(answer) from None
 
         self._retrying(f"CREATE {mutf7.decode(name_raw)}", go)
+
+    def create_many(self, names_raw: Sequence[str]) -> dict[str, str] | None:
+        """CREATE every folder of ``names_raw`` in one round trip (the commands pipelined, their
+        answers read afterwards, in order). Returns the refusals as {name: server text}; a folder
+        that already exists counts as created. None when the pipelined try broke off (a dropped
+        connection): the caller then creates the folders one at a time (:meth:`create`), which
+        reconnects, and finds those already made as existing."""
+        if not names_raw:
+            return {}
+        try:
+            client = self.client
+            imap = client._imap
+            sent = [(name, imap._command("CREATE", client._normalise_folder(name))) for name in names_raw]
+            refused: dict[str, str] = {}
+            for name, tag in sent:
+                try:
+                    typ, data = imap._command_complete("CREATE", tag)
+                except IMAPClientAbortError:
+                    raise
+                except IMAPClientError as exc:  # BAD
+                    typ, data = "BAD", [str(exc).encode()]
+                if typ != "OK":
+                    answer = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
+                    if "ALREADYEXISTS" not in answer.upper() and "already exists" not in answer.lower():
+                        refused[name] = f"{typ} {answer}".strip()
+            return refused
+        except NETWORK_ERRORS:
+            return None
 
     def select(self, name_raw: str) -> SelectedState:
         info = self.retrying(
