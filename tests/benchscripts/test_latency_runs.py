@@ -1,0 +1,49 @@
+"""bench/latency_runs.py's summary: medians per tool, ratios taken within each run, targets counted."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from latency_runs import render, summarise
+
+
+def _run(mv: float, mb: float, noop: float) -> dict[str, Any]:
+    def ok(w: float) -> dict[str, Any]:
+        return {"status": "ok", "wall_s": w}
+
+    r = mv / mb
+    return {
+        "host": {"loadavg_start": [0.5, 0, 0], "loadavg_end": [0.7, 0, 0]},
+        "conditions": {"imaps_proxy": "30 ms RTT", "server_fsync": "optimized"},
+        "versions": {"mailvault": "mailvault 0", "mbsync": "isync 1.4.4"},
+        "corpus": {"messages": 10},
+        "results": {
+            "mailvault": {"fresh": ok(mv), "noop": ok(noop)},
+            "mbsync": {"fresh": ok(mb), "noop": {"status": "failed: x", "wall_s": None}},
+        },
+        "ratios": [
+            {"op": "fresh", "anchor": "mbsync", "value": r, "target": 0.25, "met": r <= 0.25},
+            {"op": "noop", "anchor": "mbsync", "value": None, "target": float("inf"), "met": None},
+        ],
+    }
+
+
+def test_summary_takes_ratios_within_runs_and_counts_targets() -> None:
+    runs = [_run(2.0, 10.0, 0.3), _run(2.2, 5.5, 1.2), _run(1.9, 8.0, 0.4)]
+    s = summarise(runs)
+    fresh = s["fresh"]
+    assert fresh["wall"]["mailvault"]["median"] == 2.0
+    assert fresh["wall"]["mbsync"]["min"] == 5.5 and fresh["wall"]["mbsync"]["max"] == 10.0
+    rat = fresh["ratios"]["mbsync"]
+    assert rat["runs"] == [0.2, 0.4, 1.9 / 8.0]
+    assert rat["median"] == 1.9 / 8.0
+    assert rat["met_runs"] == 2
+    # A failed anchor run is left out, not counted as zero seconds.
+    assert "mbsync" not in s["noop"]["wall"]
+    text = render(s, runs)
+    assert "met in 2/3 runs" in text
+    assert "<= 1 s: met in 2/3 runs" in text
