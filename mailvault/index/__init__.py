@@ -18,9 +18,10 @@ The core API (the CLI commands ``index``, ``search``, ``show``, ``diff``, ``rest
     att, data = attachment(raw, 1)                 # attachment N (1-based)
 
 Modules: ``extract`` (message -> searchable Doc), ``store`` (the SQLite file, its schema and
-permissions), ``update`` (indexing), ``query`` (the query language -> SQL), ``search``
-(running queries; :class:`Hit`), ``diff`` (snapshot comparison), ``show`` (rendering one
-message). The index lives in the local cache and holds plaintext terms: see docs/SEARCH.md.
+permissions), ``update`` (indexing), ``query`` (the query language -> a parsed tree),
+``query_sql`` (a parsed tree -> SQL), ``search`` (running queries; :class:`Hit`), ``diff``
+(snapshot comparison), ``show`` (rendering one message). The index lives in the local cache
+and holds plaintext terms: see docs/SEARCH.md.
 """
 
 from __future__ import annotations

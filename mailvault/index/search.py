@@ -28,7 +28,8 @@ from typing import Any
 
 from mailvault.errors import ConfigError, SnapshotNotFound
 from mailvault.index import phrase, store
-from mailvault.index.query import Query, parse_query, split_driver, to_sql
+from mailvault.index.query import Query, parse_query
+from mailvault.index.query_sql import split_driver, to_sql
 from mailvault.vault.repository import Repository
 from mailvault.vault.snapshots import Snapshot
 

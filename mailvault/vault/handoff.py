@@ -22,8 +22,7 @@ from typing import Any
 from mailvault.errors import FormatError, IntegrityError
 from mailvault.storage.base import Backend, open_backend
 from mailvault.vault.crypto import AeadSealer, PlainSealer, Sealer
-from mailvault.vault.format import AD_CONFIG
-from mailvault.vault.opening import _canonical
+from mailvault.vault.opening import verify_config_check
 from mailvault.vault.repository import Repository
 
 #: Backends a child can reopen from their location alone (S3 credentials and endpoint come from
@@ -106,14 +105,9 @@ def open_handed_over(h: VaultHandoff, backend: Backend | None = None) -> Reposit
             sealer = AeadSealer(h.master_key)
         except ValueError:
             raise IntegrityError(f"{h.location}: the handed-over key is malformed") from None
-        check = dict(config)
-        sealed_check = check.pop("check", "")
-        try:
-            expected = sealer.open(base64.b64decode(sealed_check), AD_CONFIG)
-        except (IntegrityError, ValueError):
-            raise IntegrityError(f"{h.location}: the handed-over key does not open this vault") from None
-        if expected != _canonical(check):
-            raise IntegrityError(f"{h.location}: the vault config was altered")
+        verify_config_check(
+            config, sealer, h.location, unopened="the handed-over key does not open this vault"
+        )
     else:
         raise FormatError(f"{h.location}: unknown encryption {config.get('encryption')!r}")
     repo = Repository(

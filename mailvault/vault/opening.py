@@ -52,6 +52,21 @@ def _canonical(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
 
 
+def verify_config_check(config: dict[str, Any], sealer: Sealer, location: str, *, unopened: str) -> None:
+    """Verify the sealed check of an encrypted vault's ``config`` with ``sealer`` (the master
+    key): an :class:`IntegrityError` ``"<location>: <unopened>"`` when the key does not open the
+    check, ``"<location>: the vault config was altered"`` when the check does not match the
+    config. ``Repository.open`` and a handed-over vault (``handoff.py``) both verify with this."""
+    check = dict(config)
+    sealed_check = check.pop("check", "")
+    try:
+        expected = sealer.open(base64.b64decode(sealed_check), AD_CONFIG)
+    except (IntegrityError, ValueError):
+        raise IntegrityError(f"{location}: {unopened}") from None
+    if expected != _canonical(check):
+        raise IntegrityError(f"{location}: the vault config was altered")
+
+
 def create_vault(
     cls: type[R],
     location: str | Backend,
@@ -152,14 +167,7 @@ def open_vault(
         which, master = unwrap_which(keyfiles, password())
         key_id = key_names[which].rsplit("/", 1)[-1]
         sealer = AeadSealer(master)
-        check = dict(config)
-        sealed_check = check.pop("check", "")
-        try:
-            expected = sealer.open(base64.b64decode(sealed_check), AD_CONFIG)
-        except (IntegrityError, ValueError):
-            raise IntegrityError(f"{backend.location}: the vault config fails its check") from None
-        if expected != _canonical(check):
-            raise IntegrityError(f"{backend.location}: the vault config was altered")
+        verify_config_check(config, sealer, backend.location, unopened="the vault config fails its check")
         _remember_encrypted(cache_root, config["id"])
     else:
         raise FormatError(f"{backend.location}: unknown encryption {config.get('encryption')!r}")

@@ -7,7 +7,8 @@ import pytest
 from mailvault.errors import QueryError
 from mailvault.index.extract import cjk_bigrams, extract, strip_html
 from mailvault.index.phrase import holds, words
-from mailvault.index.query import And, Filter, Not, Or, Term, fts_match, parse_query, split_driver, to_sql
+from mailvault.index.query import And, Filter, Not, Or, Term, parse_query
+from mailvault.index.query_sql import fts_match, split_driver, to_sql
 
 
 def test_words_and_implicit_and() -> None:

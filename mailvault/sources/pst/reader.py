@@ -3,7 +3,7 @@ attachments as :class:`~mailvault.sources.pst.convert.MapiMessage` values.
 
 Every libpff call that can fail on a damaged file is wrapped: an unreadable item or
 folder is recorded as a :class:`PstFailure` (file, folder, item index, subject when
-known) and the walk goes on.
+known) and the walk goes on. Which folders are the special ones: :mod:`.folders`.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from __future__ import annotations
 import codecs
 import contextlib
 import re
-import struct
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pypff
 from mailvault.errors import SourceError
 from mailvault.sources.pst import props as P
 from mailvault.sources.pst.convert import MapiAttachment, MapiMessage
+from mailvault.sources.pst.folders import RawFolder, assign_special, entryid_nid, mark_ipm
 from mailvault.sources.pst.props import Props, parse_heap_props
 
 __all__ = ["PST_MAGIC", "PstFailure", "PstFile", "RawFolder", "is_mail_class", "item_kind", "looks_like_pst"]
@@ -85,21 +85,6 @@ class PstFailure:
         return f"{file}: {where}: {self.error}"
 
 
-@dataclass
-class RawFolder:
-    """One folder of the store: its path of display names and libpff handle."""
-
-    nid: int
-    path: tuple[str, ...]  # display names from the root (or from the IPM subtree)
-    in_ipm: bool
-    container_class: str
-    handle: Any
-    special: str | None = None  # "inbox", "\\Sent", "\\Drafts", "\\Trash", "\\Junk"
-    children: list[RawFolder] = field(default_factory=list)
-    ipm_root: bool = False  # the top of the mail folders ("Top of Personal Folders", IPM_SUBTREE)
-    props: Props = field(default_factory=lambda: Props({}))
-
-
 def _short_error(e: BaseException) -> str:
     text = " ".join(str(e).split())
     # libpff chains its call stack into the message: the first clause says what failed and
@@ -159,7 +144,7 @@ class PstFile:
         except OSError:
             return out
         for prop in (0x35E0, 0x35E3, 0x35E4):  # IPM subtree, Deleted Items, Sent Items
-            nid = _entryid_nid(store.raw(prop))
+            nid = entryid_nid(store.raw(prop))
             if nid is not None:
                 out[prop] = nid
         return out
@@ -178,9 +163,9 @@ class PstFile:
             # OST: long-term entry ids; the mail lives below "Root - Mailbox/IPM_SUBTREE".
             for f in out:
                 if f.path[-1:] == ("IPM_SUBTREE",) and len(f.path) == 2 and "public" not in f.path[0].lower():
-                    _mark_ipm(f, out)
+                    mark_ipm(f, out)
                     break
-        self._assign_special(out, store)
+        assign_special(out, store)
         return out
 
     def _walk(
@@ -232,43 +217,6 @@ class PstFile:
                 )
                 continue
             self._walk(sub, path, folder.in_ipm, ipm_nid, out, folder)
-
-    def _assign_special(self, folders: list[RawFolder], store: dict[int, int]) -> None:
-        by_nid = {f.nid: f for f in folders}
-        ipm = [f for f in folders if f.in_ipm]
-        root = next((f for f in folders if f.path == ()), None)
-        marks: dict[int, str] = {}
-        if 0x35E4 in store:
-            marks[store[0x35E4]] = "\\Sent"
-        if 0x35E3 in store:
-            marks[store[0x35E3]] = "\\Trash"
-        holders = [f for f in ipm if 0x36D0 in f.props]
-        inbox = next((f for f in holders if not f.ipm_root), None)
-        for holder in [*(h for h in [root] if h is not None), *holders]:
-            hp: Props = holder.props
-            drafts = _entryid_nid(hp.raw(0x36D7))
-            if drafts is not None:
-                marks.setdefault(drafts, "\\Drafts")
-            junk = _multi_binary(hp.raw(0x36D8), 4)
-            junk_nid = _entryid_nid(junk)
-            if junk_nid is not None:
-                marks.setdefault(junk_nid, "\\Junk")
-        if inbox is not None:
-            marks.setdefault(inbox.nid, "inbox")
-        for nid, special in marks.items():
-            f = by_nid.get(nid)
-            if f is not None and f.in_ipm and not f.ipm_root:
-                f.special = special
-        # Fallback (OST, damaged stores): well-known English names directly below the IPM root.
-        taken = {f.special for f in folders if f.special}
-        for f in ipm:
-            parent_is_root = any(p.ipm_root and f in p.children for p in ipm)
-            if not parent_is_root:
-                continue
-            by_name = _NAME_SPECIAL.get(f.path[-1].lower())
-            if by_name and by_name not in taken and f.special is None:
-                f.special = by_name
-                taken.add(by_name)
 
     # ------------------------------------------------------------------ items
 
@@ -336,76 +284,3 @@ class PstFile:
                 inner.problems.append("embedded message: its own attachments are not readable with libpff")
             return MapiAttachment(ap, embedded=inner)
         return MapiAttachment(ap, data=bytes(data))
-
-
-#: Names of the special folders directly below the IPM subtree, used only where entry ids do not
-#: resolve (OST files): English and a few common localisations of Outlook's default folders.
-_NAME_SPECIAL = {
-    "inbox": "inbox",
-    "posteingang": "inbox",
-    "boîte de réception": "inbox",
-    "bandeja de entrada": "inbox",
-    "posta in arrivo": "inbox",
-    "postvak in": "inbox",
-    "受信トレイ": "inbox",
-    "sent items": "\\Sent",
-    "sent": "\\Sent",
-    "gesendete elemente": "\\Sent",
-    "éléments envoyés": "\\Sent",
-    "elementos enviados": "\\Sent",
-    "posta inviata": "\\Sent",
-    "verzonden items": "\\Sent",
-    "送信済みアイテム": "\\Sent",
-    "drafts": "\\Drafts",
-    "entwürfe": "\\Drafts",
-    "brouillons": "\\Drafts",
-    "borradores": "\\Drafts",
-    "bozze": "\\Drafts",
-    "concepten": "\\Drafts",
-    "下書き": "\\Drafts",
-    "deleted items": "\\Trash",
-    "gelöschte elemente": "\\Trash",
-    "éléments supprimés": "\\Trash",
-    "elementos eliminados": "\\Trash",
-    "posta eliminata": "\\Trash",
-    "verwijderde items": "\\Trash",
-    "削除済みアイテム": "\\Trash",
-    "junk e-mail": "\\Junk",
-    "junk email": "\\Junk",
-    "junk-e-mail": "\\Junk",
-    "courrier indésirable": "\\Junk",
-    "correo no deseado": "\\Junk",
-    "posta indesiderata": "\\Junk",
-    "ongewenste e-mail": "\\Junk",
-    "迷惑メール": "\\Junk",
-}
-
-
-def _mark_ipm(top: RawFolder, folders: list[RawFolder]) -> None:
-    top.ipm_root = True
-    stack = [top]
-    while stack:
-        f = stack.pop()
-        f.in_ipm = True
-        stack.extend(f.children)
-
-
-def _entryid_nid(entryid: bytes | None) -> int | None:
-    """The node id in a short-term PST entry id (4 flag bytes, 16-byte provider uid, NID)."""
-    if entryid is None or len(entryid) != 24:
-        return None
-    return int(struct.unpack_from("<I", entryid, 20)[0])
-
-
-def _multi_binary(data: bytes | None, index: int) -> bytes | None:
-    """Value ``index`` of a PT_MV_BINARY property as libpff returns it (count, offsets, data)."""
-    if not data or len(data) < 4:
-        return None
-    (count,) = struct.unpack_from("<I", data, 0)
-    if index >= count or len(data) < 4 + 4 * count:
-        return None
-    offsets = [*struct.unpack_from(f"<{count}I", data, 4), len(data)]
-    start, end = offsets[index], offsets[index + 1]
-    if not 0 <= start <= end <= len(data):
-        return None
-    return data[start:end]

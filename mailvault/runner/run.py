@@ -1,65 +1,32 @@
-"""``mailvault run``: the jobs of a config file — due or not, in parallel, sharded, with hooks.
-
-Every (job, account) pair is one task. Tasks run in a thread pool (``--jobs N``); one
-task's failure never stops the others. Each task records its outcome in the vault
-(``runs/…``, sealed, written once), which is what ``--due`` and ``status`` read, so any
-machine sharing the vault knows when an account was last backed up. The same account is
-never processed by two runners at once: an account-scoped lock makes the second one skip
-with a message. Retention (``keep_*``) runs after a successful backup; ``prune`` runs once
-per vault at the end, when every task is done.
-"""
+"""``mailvault run``: the :class:`Runner` — a config's tasks (job × account), due or not, in a
+thread pool, sharded; each task's backup / restore / retention, its run record and its hook;
+the end-of-run prune. The package docstring (:mod:`mailvault.runner`) describes the whole."""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shlex
-import subprocess
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from mailvault.backup import BackupOptions, backup
 from mailvault.config import AccountConfig, Config, JobConfig, VaultConfig
 from mailvault.errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, ConfigError, LockedError, MailvaultError
 from mailvault.net.providers import apply_limits
 from mailvault.net.session import Credentials, TLSPolicy, parse_url
-from mailvault.passwords import from_command, from_env, from_file, secret_provider
+from mailvault.passwords import secret_provider
 from mailvault.progress import QUIET, Progress
 from mailvault.restore import RestoreOptions, parse_map, restore
 from mailvault.retention import forget
-from mailvault.run_records import (
-    KEEP_RECORDS,
-    TaskResult,
-    last_success,
-    latest_records,
-    read_records,
-    write_record,
-)
-from mailvault.schedule import parse_schedule, schedule_units
+from mailvault.run_records import TaskResult, last_success, latest_records, write_record
+from mailvault.runner.credentials import account_access, vault_password
+from mailvault.runner.hooks import run_hook
+from mailvault.runner.shards import in_shard
+from mailvault.schedule import parse_schedule
 from mailvault.vault.prune import prune
 from mailvault.vault.repository import Repository
-
-__all__ = [
-    "KEEP_RECORDS",
-    "RunSummary",
-    "Runner",
-    "StatusRow",
-    "TaskResult",
-    "in_shard",
-    "latest_records",
-    "parse_shard",
-    "read_records",
-    "schedule_units",
-    "status",
-    "vault_password",
-    "write_record",
-]
 
 #: How long the end-of-run prune waits for other writers to finish.
 PRUNE_WAIT = 600.0
@@ -77,65 +44,6 @@ class RunSummary:
         if self.errors:
             codes.append(EXIT_ERROR)
         return max(codes, default=EXIT_OK)
-
-
-def parse_shard(text: str | None) -> tuple[int, int] | None:
-    if text is None:
-        return None
-    try:
-        i, n = (int(x) for x in text.split("/"))
-    except ValueError:
-        raise ConfigError(f"--shard expects I/N (e.g. 1/3), got {text!r}") from None
-    if n < 1 or not 1 <= i <= n:
-        raise ConfigError(f"--shard {text}: I must be between 1 and N")
-    return i, n
-
-
-def in_shard(account: str, shard: tuple[int, int] | None) -> bool:
-    """A stable choice: the same account always falls into the same shard of N."""
-    if shard is None:
-        return True
-    i, n = shard
-    h = int.from_bytes(hashlib.sha256(account.encode()).digest()[:8], "big")
-    return h % n == i - 1
-
-
-# -- secrets ---------------------------------------------------------------------------------
-
-
-def vault_password(v: VaultConfig) -> Any:
-    def provide() -> bytes:
-        if v.password_file:
-            return from_file(Path(v.password_file))
-        if v.password_command:
-            return from_command(v.password_command, what=f"vault {v.name} password")
-        env = from_env(v.password_env or "MAILVAULT_PASSWORD")
-        if env is None:
-            raise ConfigError(
-                f"vault {v.name}: environment variable {v.password_env or 'MAILVAULT_PASSWORD'} is not set"
-            )
-        return env
-
-    return provide
-
-
-def account_access(a: AccountConfig) -> tuple[Credentials, TLSPolicy]:
-    if a.oauth2_token_command:
-        creds = Credentials(
-            oauth2_token=secret_provider(command=a.oauth2_token_command, label="OAuth2 token", cache=False)
-        )
-    elif a.password_env or a.password_command:
-        creds = Credentials(
-            password=secret_provider(
-                env_var=a.password_env, command=a.password_command, label=f"password of account {a.name}"
-            )
-        )
-    else:
-        raise ConfigError(f"account {a.name}: give password_env, password_command or oauth2_token_command")
-    return creds, TLSPolicy(a.ca_file, a.allow_plaintext)
-
-
-# -- the runner ------------------------------------------------------------------------------
 
 
 class Runner:
@@ -326,87 +234,4 @@ class Runner:
         result.status = "ok" if code == EXIT_OK else "partial"
 
     def _hook(self, job: JobConfig, result: TaskResult) -> None:
-        command = job.on_success if result.exit_code == EXIT_OK else job.on_failure
-        if not command:
-            return
-        # The hook gets the result, not the secrets: variables that hold passwords are left out.
-        secret_vars = {"MAILVAULT_PASSWORD"}
-        for v in self.config.vaults.values():
-            secret_vars.add(v.password_env or "")
-        for a in self.config.accounts.values():
-            secret_vars.add(a.password_env or "")
-        for j in self.config.jobs.values():
-            secret_vars.add(j.target_password_env or "")
-        for provider in self.config.providers.values():
-            secret_vars.add(provider.client_secret_env)
-        env = dict(
-            {k: v for k, v in os.environ.items() if k not in secret_vars},
-            MAILVAULT_JOB=result.job,
-            MAILVAULT_ACCOUNT=result.account,
-            MAILVAULT_KIND=result.kind,
-            MAILVAULT_STATUS=result.status,
-            MAILVAULT_EXIT_CODE=str(result.exit_code),
-            MAILVAULT_SNAPSHOT=result.snapshot,
-            MAILVAULT_MESSAGES=str(result.messages),
-            MAILVAULT_FETCHED=str(result.fetched),
-            MAILVAULT_UPLOADED=str(result.uploaded),
-            MAILVAULT_MESSAGE=result.message,
-            MAILVAULT_DURATION=str(result.duration),
-        )
-        try:
-            proc = subprocess.run(
-                shlex.split(command), env=env, capture_output=True, timeout=120, check=False
-            )
-            if proc.returncode != 0:
-                result.hook_error = f"hook exited with {proc.returncode}"
-        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
-            result.hook_error = f"hook failed: {exc}"
-
-
-# -- status ----------------------------------------------------------------------------------
-
-
-@dataclass
-class StatusRow:
-    job: str
-    account: str
-    kind: str
-    schedule: str
-    last_run: str
-    last_status: str
-    last_message: str
-    last_success: str
-    due: bool
-
-
-def status(config: Config) -> list[StatusRow]:
-    rows = []
-    repos: dict[str, Repository] = {}
-    try:
-        for job in config.jobs.values():
-            v = config.vaults[job.vault]
-            if v.name not in repos:
-                repos[v.name] = Repository.open(v.path, vault_password(v))
-            repo = repos[v.name]
-            for acc in job.accounts:
-                newest, ok_rec = latest_records(repo.backend, repo.sealer, job.name, acc)
-                last = newest or {}
-                ok = last_success([ok_rec] if ok_rec else [])
-                due = parse_schedule(job.schedule).is_due(ok) if job.schedule else True
-                rows.append(
-                    StatusRow(
-                        job.name,
-                        acc,
-                        job.kind,
-                        job.schedule or "",
-                        last.get("started", ""),
-                        last.get("status", "never run"),
-                        last.get("message", ""),
-                        ok.isoformat() if ok else "",
-                        due,
-                    )
-                )
-    finally:
-        for r in repos.values():
-            r.close()
-    return rows
+        run_hook(self.config, job, result)
