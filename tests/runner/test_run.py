@@ -40,10 +40,13 @@ def account_table(server: Dovecot, user: str, scheme: str = "imaps", **extra: An
 
 
 def hook(path: Path) -> str:
-    """A hook command appending its MAILVAULT_* job variables (not the inherited ones) to ``path``."""
+    """A hook command appending its MAILVAULT_* job variables (not the inherited ones) to ``path``.
+
+    One printf, so one write: hooks of tasks run in parallel (``--jobs 2``) append whole records,
+    never interleaved lines."""
     keys = "JOB ACCOUNT KIND STATUS EXIT_CODE SNAPSHOT MESSAGES FETCHED MESSAGE"
-    script = "; ".join(f'echo "MAILVAULT_{k}=$MAILVAULT_{k}" >> {path}' for k in keys.split())
-    return f"sh -c '{script}; echo --- >> {path}'"
+    fields = " ".join(f'"MAILVAULT_{k}=$MAILVAULT_{k}"' for k in keys.split())
+    return f"sh -c 'printf \"%s\\n\" {fields} --- >> {path}'"
 
 
 def read_hook_file(path: Path) -> list[dict[str, str]]:
