@@ -27,6 +27,7 @@ from mailvault.vault.format import (
     sha256,
 )
 from mailvault.vault.index import encode_index_file
+from mailvault.vault.order import WINDOW_BYTES, date_key
 from mailvault.vault.packs import PackBuilder, read_pack
 from mailvault.vault.snapshots import ManifestEntry, ManifestRows, Snapshot, SnapshotFolder, encode_manifest
 
@@ -81,6 +82,11 @@ class VaultWriter:
         self.packs_written = 0
         self.index_ids: list[bytes] = []
         self.recovered_packs = 0
+        #: Messages and skeletons held back to go into blocks in Date order (mailvault.vault.order):
+        #: (date key or None, arrival number, id, bytes, type). Prune's repack keeps pack order.
+        self._window: list[tuple[int | None, int, bytes, bytes, int]] = []
+        self._window_bytes = 0
+        self._window_limit = 0 if for_repack else WINDOW_BYTES
         if not for_repack:
             # Once per open vault (siblings included): a runner over thousands of accounts must
             # not list every pack of the vault per account.
@@ -195,6 +201,24 @@ class VaultWriter:
             self._store(blob_id, data, blob_type)
 
     def _store(self, blob_id: bytes, data: bytes, blob_type: int) -> None:
+        if self._window_limit and blob_type in (BLOB_MESSAGE, BLOB_SKELETON):
+            self._window.append((date_key(data), len(self._window), blob_id, data, blob_type))
+            self._window_bytes += len(data)
+            self._pending.add(blob_id)
+            if self._window_bytes >= self._window_limit:
+                self._drain_window()
+            return
+        self._pack(blob_id, data, blob_type)
+
+    def _drain_window(self) -> None:
+        """The held-back messages into blocks, oldest Date first (undated ones last, in arrival
+        order)."""
+        window, self._window, self._window_bytes = self._window, [], 0
+        window.sort(key=lambda w: (w[0] is None, w[0] or 0, w[1]))
+        for _key, _n, blob_id, data, blob_type in window:
+            self._pack(blob_id, data, blob_type)
+
+    def _pack(self, blob_id: bytes, data: bytes, blob_type: int) -> None:
         if self._sampling and blob_type in (BLOB_MESSAGE, BLOB_SKELETON):
             self._sample(data)
         builder = self._builder(blob_type)
@@ -267,7 +291,8 @@ class VaultWriter:
             self._written = []
 
     def flush(self) -> None:
-        """Write every open pack, then an index file for them."""
+        """Write every held-back message and open pack, then an index file for them."""
+        self._drain_window()
         for blob_type in list(self._builders):
             self._finish(blob_type)
         self.write_pending_index()
