@@ -48,6 +48,9 @@ _EOLS = (b"\r\n", b"\n")
 #: MIME nesting deeper than this is not searched for parts (the message is still stored whole
 #: or with the parts found above that depth).
 MAX_DEPTH = 16
+#: Leaves that are not base64 are parts only from this size on (docs/FORMAT.md: smaller text
+#: compresses better beside its message).
+TEXT_MIN_PART = 64 * 1024
 _BOUNDARY = re.compile(rb"""boundary\s*=\s*(?:"([^"]{1,200})"|([^\s;"]{1,200}))""", re.I)
 _B64_ALPHABET = re.compile(rb"[A-Za-z0-9+/=]*")
 Leaves = list[tuple[int, int, bytes]]
@@ -121,7 +124,7 @@ def _leaves(raw: bytes, start: int, end: int, min_part: int, depth: int, out: Le
         _multipart(raw, body, end, b"--" + (m.group(1) or m.group(2)), min_part, depth, out)
     elif ctype.startswith(b"message/rfc822") and cte in (b"7bit", b"8bit", b"binary"):
         _leaves(raw, body, end, min_part, depth + 1, out)
-    elif end - body >= min_part:
+    elif end - body >= (min_part if cte == b"base64" else max(min_part, TEXT_MIN_PART)):
         out.append((body, end, cte))
 
 

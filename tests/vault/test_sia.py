@@ -79,6 +79,25 @@ def test_irregular_base64_is_kept_as_text() -> None:
     assert sia.rebuild(s.skeleton, {s.parts[0].part_id: body}.__getitem__) == raw
 
 
+def test_text_leaves_split_only_when_large() -> None:
+    """A leaf that is not base64 becomes a part only from TEXT_MIN_PART (64 KiB) on: a smaller text
+    body compresses better beside its message (in Date order) than alone in a part pack."""
+
+    def with_text(n: int) -> bytes:
+        line = b"The quarterly report, section by section, as discussed in the meeting.\r\n"
+        body = (line * (n // len(line) + 1))[:n]
+        return (
+            b'Subject: t\r\nContent-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\n'
+            b"Content-Type: text/html\r\nContent-Transfer-Encoding: 8bit\r\n\r\n" + body + b"\r\n--b1--\r\n"
+        )
+
+    assert sia.split(with_text(10_000), 4096) is None
+    big = with_text(sia.TEXT_MIN_PART + 100)
+    s = sia.split(big, 4096)
+    assert s is not None and len(s.parts) == 1 and s.parts[0].b64 is None
+    assert sia.rebuild(s.skeleton, {s.parts[0].part_id: s.parts[0].data}.__getitem__) == big
+
+
 @pytest.mark.parametrize(
     "raw",
     [
