@@ -186,18 +186,9 @@ def _write(data: bytes, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return
-    from mailvault.errors import ExportError
+    from mailvault.export.paths import write_new
 
-    def go() -> None:
-        try:
-            with open(output, "xb") as f:
-                f.write(data)
-        except FileExistsError:
-            raise ExportError(f"{output}: already exists; not overwritten") from None
-        except OSError as exc:
-            raise ExportError(f"{output}: cannot write: {exc.strerror or exc}") from None
-
-    run(go)
+    run(lambda: write_new(output, data))
 
 
 @app.command()
