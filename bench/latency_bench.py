@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -131,6 +132,11 @@ class Ctx:
         return user
 
     def measure(self, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
+        # Every timed command starts with nothing left to write back to disk: a tool that fsyncs
+        # (mbsync's FSync yes) must not pay for the previous command's dirty pages. (It does not
+        # explain mbsync's spread on this VM: its corpus A pull took 4.6-5.1 s in the first run
+        # after an idle spell and 10-13 s in the runs after it, with or without this sync.)
+        os.sync()
         return measure(cmd, env=env or self.env, cwd=cwd or self.top, timeout=self.args.timeout)
 
     def check(self, user: str, expected: dict[str, tuple[int, int]]) -> None:
