@@ -25,6 +25,11 @@ from mailvault.workers import WorkerDied
 MIN_PART = 250
 
 
+#: After a worker process died mid-folder: the folder must keep its message count this long
+#: before it is restored in-process (its duplicate check then sees what the worker had sent).
+SETTLE_QUIET_S = 1.0
+
+
 def _units(plans: list[FolderPlan]) -> int:
     """How many connections the folders could keep busy (a big folder counts for its parts)."""
     return sum(max(1, p.messages // MIN_PART) for p in plans if p.messages) or 1
@@ -215,6 +220,10 @@ class _Restore(_UploadMixin, _GmailMixin):
             assert self._connect is not None
             self._local.target = self._connect()
             try:
+                # What the worker had sent may still be on its way to the server: let the folder
+                # stop growing before the duplicate check looks at it.
+                if not p.create:
+                    self.target.settle(p.target_raw, SETTLE_QUIET_S)
                 self._restore_folder(p, folders[p.source])
             finally:
                 self._local.target.close()

@@ -165,6 +165,25 @@ class ImapTarget(ImapConnection):
 
         self._retrying(f"CREATE {mutf7.decode(name_raw)}", go)
 
+    def message_count(self, name_raw: str) -> int:
+        """STATUS MESSAGES of a folder (not selected)."""
+        got = self._retrying(
+            f"STATUS {mutf7.decode(name_raw)}", lambda: self.client.folder_status(name_raw, [b"MESSAGES"])
+        )
+        return int(got.get(b"MESSAGES", 0))
+
+    def settle(self, name_raw: str, quiet: float, *, limit: float = 60.0) -> None:
+        """Wait until the folder's message count has not changed for ``quiet`` seconds (at most
+        ``limit``): uploads a killed connection left in the network still reach the server after
+        it died, and a duplicate check made before they land would miss them."""
+        deadline = time.monotonic() + limit
+        last, since = self.message_count(name_raw), time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - since < quiet:
+            time.sleep(min(0.1, quiet))
+            now = self.message_count(name_raw)
+            if now != last:
+                last, since = now, time.monotonic()
+
     def create_many(self, names_raw: Sequence[str]) -> dict[str, str] | None:
         """CREATE every folder of ``names_raw`` in one round trip (the commands pipelined, their
         answers read afterwards, in order). Returns the refusals as {name: server text}; a folder

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bench.latency_proxy import LatencyProxy
 from tests.common import assert_one_line_error, mv, mv_argv, proc_env
 from tests.restore.helpers import (
     PW_ENV,
@@ -36,6 +37,10 @@ from tests.servers.dovecot import SeedMessage
 
 FOLDERS = ["INBOX", "Archive", "Lists/small"]
 COUNTERS = ("messages", "bytes", "uploaded", "uploaded_bytes", "already_there", "failed", "pending")
+#: The kill tests upload through a link capped at this rate: the parent's own connection then takes
+#: seconds, not a fraction of one, so the worker (a new interpreter, its own login) is in before the
+#: work runs out even on a loaded machine.
+SLOW_LINK_MBIT = 24
 FOLDER_COUNTERS = ("messages", "bytes", "already", "uploaded", "uploaded_bytes", "skipped_existing", "failed")
 
 
@@ -110,8 +115,14 @@ def test_worker_process_restore_equals_one_connection_restore(
     assert counts(procs) == counts(one)
 
 
-def _start(vault: Path, target: Account, trace: Path) -> subprocess.Popen[str]:
-    argv = mv_argv(*restore_args(vault, target, "--connections", "2", "--json"))
+def _slow_link(source: Account) -> LatencyProxy:
+    return LatencyProxy("127.0.0.1", source.server.imaps_port, rtt_ms=1, bandwidth_mbit=SLOW_LINK_MBIT)
+
+
+def _start(vault: Path, target: Account, trace: Path, port: int) -> subprocess.Popen[str]:
+    args = restore_args(vault, target, "--connections", "2", "--json")
+    args[2] = target.url("imaps", port)
+    argv = mv_argv(*args)
     env = proc_env({PW_ENV: target.password, **_procs_env(trace)})
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
@@ -139,14 +150,14 @@ def _gone(pid: int, timeout: float) -> bool:
 
 
 def _start_until_job(
-    vault: Path, make_account: Callable[..., Account], trace: Path
+    vault: Path, make_account: Callable[..., Account], trace: Path, port: int
 ) -> tuple[subprocess.Popen[str], Account, int]:
     """A restore into a new account whose worker process has started a job (the worker takes work
     once it has logged in; on a loaded machine the parent may finish first: at most 8 tries)."""
     for _ in range(8):
         trace.unlink(missing_ok=True)
         target = make_account()
-        proc = _start(vault, target, trace)
+        proc = _start(vault, target, trace, port)
         pid = _wait_for_job(proc, trace)
         if pid is not None:
             return proc, target, pid
@@ -155,11 +166,11 @@ def _start_until_job(
 
 
 def _kill_worker_run(
-    vault: Path, make_account: Callable[..., Account], trace: Path
+    vault: Path, make_account: Callable[..., Account], trace: Path, port: int
 ) -> tuple[dict[str, Any], Account, bool]:
     """A restore whose worker process is SIGKILLed mid-job; (its JSON, the account, whether the
     kill hit a job)."""
-    proc, target, pid = _start_until_job(vault, make_account, trace)
+    proc, target, pid = _start_until_job(vault, make_account, trace, port)
     try:
         time.sleep(0.03)  # into the upload
         os.kill(pid, signal.SIGKILL)
@@ -185,7 +196,8 @@ def test_killed_worker_loses_and_doubles_nothing(
     backup(vault, source)
     want = read_account(source, FOLDERS)
 
-    r, target, mid_job = _kill_worker_run(vault, make_account, tmp_path / "trace")
+    with _slow_link(source) as link:
+        r, target, mid_job = _kill_worker_run(vault, make_account, tmp_path / "trace", link.port)
     assert r["uploaded"] + r["already_there"] + r["failed"] + r["pending"] == r["messages"], r
     said = " ".join(r["failures"] + r["warnings"])
     if mid_job:
@@ -210,14 +222,15 @@ def test_killed_parent_stops_its_worker(
     rng = random.Random(23)
     _seed(source, rng, 2000, size=6000)
     backup(vault, source)
-    proc, target, pid = _start_until_job(vault, make_account, tmp_path / "trace")
-    try:
-        proc.kill()
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
+    with _slow_link(source) as link:
+        proc, target, pid = _start_until_job(vault, make_account, tmp_path / "trace", link.port)
+        try:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
     assert _gone(pid, 10), "the worker outlived its parent"
     restore(vault, target, "--connections", "2")
     want, got = read_account(source, FOLDERS), read_account(target, FOLDERS)
