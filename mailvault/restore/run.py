@@ -274,7 +274,7 @@ class _Restore(_UploadMixin, _GmailMixin):
         folder the server refuses fails here, once; if the pipelined try breaks off, each folder
         is created when its turn comes (:meth:`_ensure_folder`)."""
         names = list(dict.fromkeys(p.target_raw for p in plans if p.create))
-        refused = self.target.create_many(names) if len(names) > 1 else None
+        refused = self.target.create_many(names) if names else None
         if refused is None:
             return
         for p in plans:

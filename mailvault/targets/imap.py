@@ -159,7 +159,7 @@ class ImapTarget(ImapConnection):
                 self.client.create_folder(name_raw)
             except IMAPClientError as exc:
                 answer = server_text(exc)
-                if "ALREADYEXISTS" in answer.upper() or "already exists" in answer.lower():
+                if _already_exists(answer):
                     return
                 raise Rejected(answer) from None
 
@@ -206,7 +206,7 @@ class ImapTarget(ImapConnection):
                     typ, data = "BAD", [str(exc).encode()]
                 if typ != "OK":
                     answer = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-                    if "ALREADYEXISTS" not in answer.upper() and "already exists" not in answer.lower():
+                    if not _already_exists(answer):
                         refused[name] = f"{typ} {answer}".strip()
             return refused
         except NETWORK_ERRORS:
@@ -366,6 +366,11 @@ class ImapTarget(ImapConnection):
                 raise _refusal(exc) from None
 
         self._retrying("STORE X-GM-LABELS", go)
+
+
+def _already_exists(answer: str) -> bool:
+    """A CREATE refused because the folder is there already (RFC 5530 ALREADYEXISTS, or said)."""
+    return "ALREADYEXISTS" in answer.upper() or "already exists" in answer.lower()
 
 
 def _refusal(exc: BaseException) -> Exception:
