@@ -44,7 +44,10 @@ def init(
     dictionary: Annotated[str, typer.Option(help="zstd dictionary: auto or off.")] = "auto",
     attachment_threshold: Annotated[
         int,
-        typer.Option(help="Store MIME parts of at least this many KiB once across all messages (0: off)."),
+        typer.Option(
+            help="Store base64 MIME parts of at least this many KiB (others from 64 KiB) once "
+            "across all messages (0: off)."
+        ),
     ] = 4,
     as_json: Json = False,
 ) -> None:
