@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from collections import deque
@@ -11,12 +10,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mailvault.errors import FormatError, IntegrityError, ObjectNotFound
+from mailvault.restore.folders import _FolderMixin
 from mailvault.restore.gmail import _GmailMixin
 from mailvault.restore.model import FolderPlan, RestoreResult, _Part, _Work
 from mailvault.restore.procs import WorkerProcess
 from mailvault.restore.upload import _date, _Uploader, _UploadMixin
 from mailvault.targets.existing import ExistingMessages
-from mailvault.targets.imap import AppendItem, Rejected, SelectedState
+from mailvault.targets.imap import AppendItem, SelectedState
 from mailvault.targets.pipeline import AppendPipeline
 from mailvault.vault.snapshots import SnapshotFolder
 from mailvault.workers import WorkerDied
@@ -35,7 +35,7 @@ def _units(plans: list[FolderPlan]) -> int:
     return sum(max(1, p.messages // MIN_PART) for p in plans if p.messages) or 1
 
 
-class _Restore(_UploadMixin, _GmailMixin):
+class _Restore(_FolderMixin, _UploadMixin, _GmailMixin):
     def run(self) -> RestoreResult:
         r = self.result
         plans = self.plan()
@@ -267,45 +267,6 @@ class _Restore(_UploadMixin, _GmailMixin):
             )
             return
         self._upload(p, state, item.work, ExistingMessages(self.target))
-
-    def _create_folders(self, plans: list[FolderPlan]) -> None:
-        """Every folder the plan creates, in one round trip before any upload (the CREATEs
-        pipelined), instead of one round trip per folder on each connection's critical path. A
-        folder the server refuses fails here, once; if the pipelined try breaks off, each folder
-        is created when its turn comes (:meth:`_ensure_folder`)."""
-        names = list(dict.fromkeys(p.target_raw for p in plans if p.create))
-        refused = self.target.create_many(names) if names else None
-        if refused is None:
-            return
-        for p in plans:
-            if not p.create:
-                continue
-            p.create = False
-            if p.target_raw in refused:
-                self._refused(p, refused[p.target_raw])
-
-    def _refused(self, p: FolderPlan, answer: str) -> None:
-        p.started = True
-        p.failed = p.messages
-        self._refused_folders.add(p.target_raw)
-        suggestion = re.sub(r"[^\w /.-]", "_", p.target)
-        self.result.failures.append(
-            f"folder {p.target!r}: the server refused to create it ({answer}); "
-            f"try --map {p.source!r}={suggestion!r}"
-        )
-
-    def _ensure_folder(self, p: FolderPlan) -> bool:
-        if p.target_raw in self._refused_folders:
-            return False
-        if not p.create:
-            return True
-        try:
-            self.target.create(p.target_raw)
-        except Rejected as exc:
-            self._refused(p, str(exc))
-            return False
-        p.create = False
-        return True
 
     def _restore_folder(self, p: FolderPlan, folder: SnapshotFolder) -> None:
         prepared = self._prepare(p, folder)

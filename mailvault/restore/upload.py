@@ -8,7 +8,8 @@ from mailvault.errors import ProtocolError
 from mailvault.restore.base import _Base
 from mailvault.restore.model import FolderPlan, _Check, _Work
 from mailvault.sources.local import header_date
-from mailvault.targets.imap import AppendItem, OverQuota, Rejected, SelectedState, _is_over_quota
+from mailvault.targets.answers import is_over_quota
+from mailvault.targets.imap import AppendItem, OverQuota, Rejected, SelectedState
 from mailvault.targets.pipeline import AppendPipeline, Done
 from mailvault.vault.snapshots import ManifestEntry
 
@@ -204,7 +205,7 @@ class _Uploader:
 
     def _refused(self, w: _Work, item: AppendItem, answer: str) -> None:
         self.r._release(len(item.raw))
-        if _is_over_quota(answer):
+        if is_over_quota(answer):
             # The account is full: every further APPEND would be refused too. Stop; what is left
             # is pending and reported once per folder.
             self.r._over_quota = self.r._over_quota or answer

@@ -10,7 +10,6 @@ Parsing is imapclient's; the only text this module reads itself is the response 
 from __future__ import annotations
 
 import functools
-import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,29 +26,26 @@ from mailvault.net.imap import (
     NETWORK_ERRORS,
     ImapConnection,
     ListedFolder,
-    Throttled,
     server_text,
     text,
     uid_fetch,
     uid_set,
 )
 from mailvault.net.imap import append as imap_append
+from mailvault.targets.answers import (
+    OverQuota,
+    Rejected,
+    already_exists,
+    appenduids,
+    refusal,
+)
 
-#: One answer to the verification FETCH in the form Dovecot and most servers send it.
-_APPENDUID = re.compile(rb"\[APPENDUID (\d+) ([0-9:,]+)\]", re.IGNORECASE)
+__all__ = ["AppendItem", "ImapTarget", "OverQuota", "Rejected", "SelectedState", "TargetFolder"]
+
 MAX_RETRIES = 5
 
 #: A folder of the target as LIST shows it.
 TargetFolder = ListedFolder
-
-
-class Rejected(Exception):
-    """The server refused one message (the text is the server's answer)."""
-
-
-class OverQuota(Rejected):
-    """The server refused a message because the account is full (``[OVERQUOTA]``, RFC 5530): every
-    further APPEND would be refused too."""
 
 
 @dataclass
@@ -83,22 +79,6 @@ class AppendItem:
 class TargetStats:
     appended: int = 0
     bytes_appended: int = 0
-
-
-def _is_throttle(text: str) -> bool:
-    t = text.upper()
-    # RFC 5530: UNAVAILABLE is a temporary failure, LIMIT a limit on operations (Gmail, Exchange):
-    # both clear with time, so back off and retry rather than give the message up.
-    return (
-        any(code in t for code in ("[THROTTLED]", "[UNAVAILABLE]", "[LIMIT]"))
-        or ("[OVERQUOTA]" in t and "RATE" in t)
-        or "TOO MANY" in t
-    )
-
-
-def _is_over_quota(text: str) -> bool:
-    t = text.upper()
-    return "[OVERQUOTA]" in t or "QUOTA EXCEEDED" in t or "OVER QUOTA" in t
 
 
 class ImapTarget(ImapConnection):
@@ -159,7 +139,7 @@ class ImapTarget(ImapConnection):
                 self.client.create_folder(name_raw)
             except IMAPClientError as exc:
                 answer = server_text(exc)
-                if _already_exists(answer):
+                if already_exists(answer):
                     return
                 raise Rejected(answer) from None
 
@@ -206,7 +186,7 @@ class ImapTarget(ImapConnection):
                     typ, data = "BAD", [str(exc).encode()]
                 if typ != "OK":
                     answer = b" ".join(d for d in data if isinstance(d, bytes)).decode("utf-8", "replace")
-                    if not _already_exists(answer):
+                    if not already_exists(answer):
                         refused[name] = f"{typ} {answer}".strip()
             return refused
         except NETWORK_ERRORS:
@@ -305,13 +285,13 @@ class ImapTarget(ImapConnection):
                     uids: list[int | None] = []
                     for it in items:
                         r = imap_append(self.client, folder_raw, [(it.raw, it.flags, it.date)])
-                        uids.extend(_appenduids(r, 1))
+                        uids.extend(appenduids(r, 1))
                     return uids
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                raise _refusal(exc) from None
-            return _appenduids(resp, len(items))
+                raise refusal(exc) from None
+            return appenduids(resp, len(items))
 
         uids: list[int | None] = self._retrying(f"APPEND to {mutf7.decode(folder_raw)}", go)
         self.stats.appended += len(items)
@@ -363,40 +343,6 @@ class ImapTarget(ImapConnection):
             except IMAPClientAbortError:
                 raise
             except IMAPClientError as exc:
-                raise _refusal(exc) from None
+                raise refusal(exc) from None
 
         self._retrying("STORE X-GM-LABELS", go)
-
-
-def _already_exists(answer: str) -> bool:
-    """A CREATE refused because the folder is there already (RFC 5530 ALREADYEXISTS, or said)."""
-    return "ALREADYEXISTS" in answer.upper() or "already exists" in answer.lower()
-
-
-def _refusal(exc: BaseException) -> Exception:
-    """A NO/BAD answer as Throttled (back off and retry) or Rejected (this message, give up)."""
-    answer = server_text(exc)
-    if _is_throttle(answer):
-        return Throttled(answer)
-    return OverQuota(answer) if _is_over_quota(answer) else Rejected(answer)
-
-
-def _appenduids(resp: Any, count: int) -> list[int | None]:
-    """UIDs from an ``[APPENDUID v uid-set]`` response code, in order."""
-    if isinstance(resp, list | tuple):
-        resp = b" ".join(r if isinstance(r, bytes) else text(r).encode() for r in resp)
-    if isinstance(resp, str):
-        resp = resp.encode()
-    m = _APPENDUID.search(resp or b"")
-    if not m:
-        return [None] * count
-    uids: list[int] = []
-    for part in m.group(2).split(b","):
-        if b":" in part:
-            a, b = (int(x) for x in part.split(b":"))
-            uids.extend(range(a, b + 1) if a <= b else range(a, b - 1, -1))
-        else:
-            uids.append(int(part))
-    if len(uids) != count:
-        return [None] * count
-    return [int(u) for u in uids]

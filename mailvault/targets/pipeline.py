@@ -21,7 +21,8 @@ from mailvault.errors import ConnectError, ProtocolError
 from mailvault.net import mutf7
 from mailvault.net.append import Answer, AppendStream
 from mailvault.net.imap import NETWORK_ERRORS, text
-from mailvault.targets.imap import AppendItem, ImapTarget, _appenduids, _is_throttle
+from mailvault.targets.answers import appenduids, is_throttle
+from mailvault.targets.imap import AppendItem, ImapTarget
 
 #: Messages whose answer may be outstanding at once.
 DEFAULT_WINDOW = 1000
@@ -151,11 +152,11 @@ class AppendPipeline:
             unit = self._sent.pop(tag)
             self._in_flight -= len(unit)
             if ans.ok:
-                uids = _appenduids(ans.text, len(unit))
+                uids = appenduids(ans.text, len(unit))
                 self._done += [Done(k, i, u) for (k, i), u in zip(unit, uids, strict=True)]
                 continue
             answer = text(ans.text).strip()
-            if _is_throttle(answer):
+            if is_throttle(answer):
                 self._throttled += unit
             elif len(unit) > 1:  # MULTIAPPEND is all or nothing: find the culprit
                 self._singles += unit
