@@ -7,6 +7,7 @@ them as snapshot folder entries and manifest entries (see docs/FORMAT.md).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -57,9 +58,25 @@ def header_block(raw: bytes) -> bytes:
 _MSGID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
+def field_lines(lower: bytes, name: bytes) -> Iterator[int]:
+    """Offsets of the lines of a lower-cased header block that start with ``name`` (lower case).
+
+    Found with ``bytes.find`` and checked by the caller's anchored regex: a case-insensitive,
+    multi-line regex *search* tries every offset of the block in Python's regex engine, which
+    cost 5-9 us per message for a field near the end (every message stored runs two)."""
+    if lower.startswith(name):
+        yield 0
+    key = b"\n" + name
+    at = lower.find(key)
+    while at >= 0:
+        yield at + 1
+        at = lower.find(key, at + 1)
+
+
 def message_id(header_block: bytes) -> str:
     """The Message-ID of a header block, whitespace-normalised ('' if none)."""
-    m = _MSGID.search(header_block)
-    if not m:
-        return ""
-    return " ".join(m.group(1).decode("latin-1").split())
+    for at in field_lines(header_block.lower(), b"message-id:"):
+        m = _MSGID.match(header_block, at)
+        if m:
+            return " ".join(m.group(1).decode("latin-1").split())
+    return ""

@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable
 from typing import IO, Any, Self
 
+from mailvault.memory import tune_gc
 from mailvault.passwords import VAULT_PASSWORD_ENV
 
 _HEAD = struct.Struct(">Q")
@@ -143,6 +144,7 @@ class WorkerProcess:
 def serve(handle: Callable[[tuple[Any, ...]], tuple[Any, ...] | None]) -> int:
     """The child's loop: every message from the parent to ``handle``, its answer (if any) back;
     ends at end-of-file (the parent closed the pipe or died) or when ``handle`` raises SystemExit."""
+    tune_gc()  # the worker's modules are imported by now
     inp = os.fdopen(os.dup(sys.stdin.fileno()), "rb")
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdin.close()

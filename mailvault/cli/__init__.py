@@ -72,11 +72,13 @@ def command_app(argv: list[str]) -> typer.Typer:
 
 
 def main() -> None:
-    from mailvault.memory import tune_malloc
+    from mailvault.memory import tune_gc, tune_malloc
 
     tune_malloc()
+    app_ = command_app(sys.argv[1:])  # the command's modules imported: frozen by tune_gc
+    tune_gc()
     try:
-        command_app(sys.argv[1:])()
+        app_()
     except BrokenPipeError:  # e.g. `mailvault ls ... | head`
         sys.stderr.close()
         sys.exit(0)

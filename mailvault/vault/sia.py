@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from mailvault.errors import FormatError, IntegrityError
+from mailvault.model import field_lines
 from mailvault.vault.format import sha256
 
 SKELETON_MAGIC = b"MVSK"
@@ -96,13 +97,19 @@ _MIME_FIELD = re.compile(
 )
 
 
+_MIME_NAMES = (b"content-type", b"content-transfer-encoding")
+
+
 def _headers(block: bytes) -> dict[bytes, bytes]:
     """The first Content-Type and Content-Transfer-Encoding of a header block, unfolded."""
     out: dict[bytes, bytes] = {}
-    for m in _MIME_FIELD.finditer(block):
-        name = m.group(1).lower()
-        if name not in out:
-            out[name] = b" ".join(line.strip() for line in m.group(2).split(b"\n"))
+    lower = block.lower()
+    for name in _MIME_NAMES:
+        for at in field_lines(lower, name):
+            m = _MIME_FIELD.match(block, at)
+            if m:
+                out[name] = b" ".join(line.strip() for line in m.group(2).split(b"\n"))
+                break
     return out
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from mailvault.errors import IntegrityError
+from mailvault.model import message_id
 from mailvault.vault import sia
 from mailvault.vault.check import check
 from mailvault.vault.format import BLOB_MESSAGE, BLOB_PART, BLOB_SKELETON, pack_name, sha256
@@ -299,3 +300,28 @@ def test_a_folded_line_is_not_a_mime_field() -> None:
     assert split is not None and len(split.parts) == 1
     assert split.parts[0].data == bytes(range(256)) * 40
     assert sia.rebuild(split.skeleton, {split.parts[0].part_id: split.parts[0].data}.__getitem__) == raw
+
+
+def test_fields_are_found_only_at_line_starts_first_one_wins() -> None:
+    """The field lookup behind ``_headers`` and ``message_id`` (``field_lines`` plus an anchored
+    match): any case, spaces before the colon, folded values unfolded; a name inside another
+    field's value, a longer name and a second copy of the field are not taken."""
+    block = (
+        b"X-Note: content-type: not/this\r\n"
+        b"X-Message-ID: <not-this@x>\r\n"
+        b"Content-Typex: not/this\r\n"
+        b"content-TYPE \t: text/plain;\r\n"
+        b'\tcharset="utf-8"\r\n'
+        b"Content-Type: second/one\r\n"
+        b"Message-Id:\r\n <id@example>\r\n"
+        b"CONTENT-TRANSFER-ENCODING: Base64"
+    )
+    headers = sia._headers(block)
+    assert headers == {
+        b"content-type": b'text/plain; charset="utf-8"',
+        b"content-transfer-encoding": b"Base64",
+    }
+    assert message_id(block) == "<id@example>"
+    assert message_id(b"Message-ID: <first@x>\r\nSubject: s\r\n") == "<first@x>"
+    assert message_id(b"Subject: s\r\nX-Message-ID: <x@y>\r\n") == ""
+    assert sia._headers(b"Subject: no mime fields\r\n") == {}
