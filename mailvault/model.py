@@ -51,7 +51,10 @@ class SourceMessage:
 
 def header_block(raw: bytes) -> bytes:
     """The header block of a message (up to the first empty line; at most 64 KiB)."""
-    ends = [e for e in (raw.find(b"\n\r\n"), raw.find(b"\n\n")) if e >= 0]
+    crlf = raw.find(b"\n\r\n")
+    # Only an empty LF line before the first CRLF one matters: no second search of the whole body.
+    lf = raw.find(b"\n\n", 0, len(raw) if crlf < 0 else crlf + 2)
+    ends = [e for e in (crlf, lf) if e >= 0]
     return raw[: min(ends) + 1] if ends else raw[:65536]
 
 

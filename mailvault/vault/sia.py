@@ -82,7 +82,8 @@ def _header_end(raw: bytes, start: int, end: int) -> tuple[int, int] | None:
     if raw.startswith(b"\n", start):
         return start, start + 1
     crlf = raw.find(b"\r\n\r\n", start, end)
-    lf = raw.find(b"\n\n", start, end)
+    # Only an empty LF line before the first CRLF one matters: no second search of the whole body.
+    lf = raw.find(b"\n\n", start, end if crlf < 0 else crlf + 2)
     if crlf < 0 and lf < 0:
         return None
     if lf < 0 or (0 <= crlf < lf):
