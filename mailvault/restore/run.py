@@ -98,6 +98,7 @@ class _Restore(_FolderMixin, _UploadMixin, _GmailMixin):
         # processes (mailvault.restore.procs) take folders and parts from the same queue, each
         # over one of the n connections.
         procs = self.workers[: n - 1]
+        self.repo.set_readers(n - len(procs))  # this process's connections read blocks at once
         queue: deque[_Part] = deque(_Part(p) for p in sorted(plans, key=lambda p: p.bytes, reverse=True))
         part_size = max(MIN_PART, -(-sum(p.messages for p in plans) // (2 * n)))
         lock = threading.Lock()

@@ -69,7 +69,9 @@ PasswordProvider = Callable[[], bytes]
 #: synced the same cache this recently (index files written by other processes meanwhile are
 #: picked up when a blob is not found; a backup that misses them stores a blob twice at worst).
 INDEX_SYNC_TTL = 10.0
-#: The block cache of a vault handle: at most this many decompressed blocks, and bytes.
+#: The block cache of a vault handle, per thread reading through it (:meth:`Repository.set_readers`):
+#: at most this many decompressed blocks, and bytes. 8 blocks of 4 MiB hold one window of messages
+#: a backup packed in Date order (docs/FORMAT.md), whose UID order cycles over all of them.
 BLOCK_CACHE_BLOCKS = 8
 BLOCK_CACHE_BYTES = 32 << 20
 
@@ -91,6 +93,8 @@ class Repository:
         self._cache_root = cache_root
         self._cache: IndexCache | None = None
         self._blocks: OrderedDict[tuple[bytes, int], bytes] = OrderedDict()
+        self._cache_blocks = BLOCK_CACHE_BLOCKS
+        self._cache_bytes = BLOCK_CACHE_BYTES
         self._read_lock = threading.RLock()  # block cache and index cache are shared by readers
         self._dicts: dict[bytes, zstandard.ZstdCompressionDict] = {}
         #: Encrypted vault: the id of the key file the password opened, and the master key
@@ -260,13 +264,24 @@ class Repository:
         raw = open_block(self.sealer, sealed, loc.block, self.load_dict)
         with self._read_lock:
             self._blocks[key] = raw
-            # At most 8 blocks and 32 MiB (a block holding one large blob, e.g. the manifest of a
-            # folder of 100k messages, can be far larger than the block size), the newest always.
-            while len(self._blocks) > BLOCK_CACHE_BLOCKS or (
-                len(self._blocks) > 1 and sum(map(len, self._blocks.values())) > BLOCK_CACHE_BYTES
+            # At most 8 blocks and 32 MiB per reader (a block holding one large blob, e.g. the
+            # manifest of a folder of 100k messages, can be far larger than the block size), the
+            # newest always.
+            while len(self._blocks) > self._cache_blocks or (
+                len(self._blocks) > 1 and sum(map(len, self._blocks.values())) > self._cache_bytes
             ):
                 self._blocks.popitem(last=False)
         return raw
+
+    def set_readers(self, threads: int) -> None:
+        """Size the block cache for ``threads`` threads reading at once (e.g. a restore's
+        connections): each walks a folder in UID order over the blocks of its own window, and a
+        cache of one window's blocks for all of them decoded each block twice (corpus A restore
+        over 3 connections: 26 block decodes against 14)."""
+        n = max(1, threads)
+        with self._read_lock:
+            self._cache_blocks = BLOCK_CACHE_BLOCKS * n
+            self._cache_bytes = BLOCK_CACHE_BYTES * n
 
     def read_blob(self, blob_id: bytes) -> bytes:
         """The exact bytes of a blob, verified against its id. Safe to call from several threads.

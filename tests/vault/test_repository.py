@@ -6,6 +6,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from mailvault.errors import (
     VaultNotFound,
 )
 from mailvault.storage.base import open_backend
+from mailvault.vault import repository as repository_module
 from mailvault.vault.check import check
 from mailvault.vault.crypto import AeadSealer, PlainSealer
 from mailvault.vault.format import BLOB_MANIFEST, BLOB_MESSAGE, sha256
@@ -618,3 +620,33 @@ def test_dictionary_is_trained_and_used(tmp_path: Path) -> None:
         assert repo.writer()._dict_id == dicts[0]
     finally:
         repo.close()
+
+
+def test_block_cache_is_sized_per_reader(make_repo: MakeRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Readers cycling over more blocks than one reader's cache (8) decode every block at every
+    access; ``set_readers(2)`` holds 16 blocks, so each is decoded once."""
+    repo = make_repo(params=VaultParams(pack_size=1 << 20, block_size=16 << 10, zstd_level=1))
+    msgs = [make_message(i, size=6000, seed=5) for i in range(120)]
+    write_snapshot(repo, {"INBOX": msgs})
+    one_per_block: dict[tuple[bytes, int], bytes] = {}
+    for m in msgs:
+        loc = repo.locate(bytes.fromhex(sha(m)))
+        one_per_block.setdefault((loc.pack_id, loc.block_no), bytes.fromhex(sha(m)))
+    assert len(one_per_block) >= 16
+    ids = list(one_per_block.values())[:16]
+    decodes: list[int] = []
+    real_open = repository_module.open_block
+
+    def counting(*args: Any, **kwargs: Any) -> bytes:
+        decodes.append(1)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(repository_module, "open_block", counting)
+    for readers, expected in ((1, 32), (2, 16)):
+        repo.set_readers(readers)
+        repo._blocks.clear()
+        decodes.clear()
+        for _ in range(2):
+            for blob_id in ids:
+                assert sha256(repo.read_blob(blob_id)) == blob_id
+        assert len(decodes) == expected, readers
