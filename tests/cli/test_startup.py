@@ -55,3 +55,25 @@ def test_through_the_real_cli() -> None:
     assert unknown.returncode == 2 and "No such command" in unknown.stderr
     version = _cli("--version")
     assert version.returncode == 0 and version.stdout.startswith("mailvault ")
+
+
+def test_the_cli_freezes_its_imports_and_collects_young_objects_rarely() -> None:
+    """``main`` calls ``memory.tune_gc``: the objects of the imported modules out of the
+    collector's sight (a full collection would walk them all) and a young-generation threshold
+    far above CPython's 700."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print('gc', gc.get_threshold()[0], gc.get_freeze_count()))\n"
+        "sys.argv = ['mailvault', 'snapshots', '--help']\n"
+        "from mailvault.cli import main\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], check=False, capture_output=True, text=True, timeout=60
+    )
+    line = next(x for x in out.stdout.splitlines() if x.startswith("gc "))
+    _, threshold, frozen = line.split()
+    from mailvault.memory import GC_GEN0_THRESHOLD
+
+    assert int(threshold) == GC_GEN0_THRESHOLD > 700
+    assert int(frozen) > 10_000  # typer, click and the command's modules
