@@ -587,6 +587,47 @@ def report_head(**host: Any) -> dict[str, Any]:
     }
 
 
+#: The calibration workload: zstd level 9 over this much generated text, best of 3.
+CALIBRATION_BYTES = 4 << 20
+
+
+@functools.cache
+def _calibration_text() -> bytes:
+    import random
+
+    rng = random.Random(12)
+    words = [
+        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
+        for _ in range(3000)
+    ]
+    out: list[str] = []
+    size = 0
+    while size < CALIBRATION_BYTES:
+        line = " ".join(rng.choices(words, k=12)) + "\r\n"
+        out.append(line)
+        size += len(line)
+    return "".join(out).encode()[:CALIBRATION_BYTES]
+
+
+def cpu_calibration() -> float | None:
+    """CPU seconds this host takes right now for a fixed piece of work (zstd level 9 over 4 MiB
+    of generated text, best of 3; None without the zstandard module). A shared VM's speed drifts
+    over hours — by 1.65x on 2026-12-03 — so a bench report carries it beside the load average:
+    times are comparable across reports only at similar calibrations, ratios within a run always."""
+    try:
+        import zstandard
+    except ImportError:
+        return None
+    data = _calibration_text()
+    best = None
+    for _ in range(3):
+        t = time.process_time()
+        zstandard.ZstdCompressor(level=9).compress(data)
+        dt = time.process_time() - t
+        best = dt if best is None else min(best, dt)
+    return round(best, 3) if best is not None else None
+
+
 def host_line(h: dict[str, Any]) -> str:
     return f"host: {h['cpus']} CPUs, {h['platform']}, Python {h['python']}"
 

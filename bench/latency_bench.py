@@ -55,6 +55,7 @@ from common import (
     add_tempdir_args,
     base_env,
     corpus_messages,
+    cpu_calibration,
     failure_text,
     host_line,
     init_vault,
@@ -492,6 +493,7 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
 
 def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) -> int:
     load_start = loadavg()
+    calibration = [cpu_calibration()]
     tools: dict[str, Any] = {}
     results: dict[str, dict[str, OpResult]] = {}
     for name, cls in (("mailvault", Mailvault), ("mbsync", Mbsync), ("offlineimap", Offlineimap)):
@@ -537,6 +539,7 @@ def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) ->
                         f"failed: broke Gmail's literal rules: {ctx.gmail_proxy.stats.literal_violations[0]}"
                     )
     load_end = loadavg()
+    calibration.append(cpu_calibration())
     out = {t: {op: r.as_dict() for op, r in rs.items()} for t, rs in results.items()}
     ratios = []
     for op, _ in OPS:
@@ -556,7 +559,7 @@ def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) ->
             )
     mv = mailvault_cmd() or ["mailvault"]
     report = {
-        **report_head(loadavg_start=load_start, loadavg_end=load_end),
+        **report_head(loadavg_start=load_start, loadavg_end=load_end, cpu_calibration=calibration),
         "conditions": {
             "rtt_ms": args.rtt_ms,
             "bandwidth_mbit": args.bandwidth_mbit,
@@ -591,13 +594,18 @@ def _cell(r: dict[str, Any]) -> str:
     return f"{r['status'].split(':')[0][:9]:>9}"
 
 
+def _calibration_text(h: dict[str, Any]) -> str:
+    return " / ".join("n/a" if c is None else f"{c:.3f}" for c in h.get("cpu_calibration") or [None])
+
+
 def render(report: dict[str, Any]) -> str:
     c, g, h, cond = report["corpus"], report["gmail_corpus"], report["host"], report["conditions"]
     res = report["results"]
     lines = [
         f"mailvault over a slow link: latency benchmark, {report['date']}",
         f"{host_line(h)}; load average (1 min) at start / end: "
-        f"{h['loadavg_start'][0]:.2f} / {h['loadavg_end'][0]:.2f}",
+        f"{h['loadavg_start'][0]:.2f} / {h['loadavg_end'][0]:.2f}; CPU calibration (zstd -9 of 4 MiB, "
+        f"CPU s) at start / end: {_calibration_text(h)}",
         f"server: {report['versions']['dovecot']} on loopback, mail_fsync = {cond['server_fsync']}; "
         f"{report['versions']['mailvault']}; {report['versions']['mbsync']} (FSync {cond['mbsync_fsync']}); "
         f"{report['versions']['offlineimap']}",

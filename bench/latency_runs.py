@@ -76,6 +76,12 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def _calibration_range(runs: list[dict[str, Any]]) -> str:
+    """The host's speed over the runs (bench/common.py ``cpu_calibration``): lower is faster."""
+    values = [c for r in runs for c in r["host"].get("cpu_calibration") or [] if c is not None]
+    return f"{min(values):.3f}-{max(values):.3f}" if values else "n/a"
+
+
 def render(summary: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     head = runs[0]
     loads = [r["host"]["loadavg_start"][0] for r in runs] + [r["host"]["loadavg_end"][0] for r in runs]
@@ -83,7 +89,8 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         f"latency_bench.py x {len(runs)}: {head['conditions']['imaps_proxy']}, Dovecot mail_fsync = "
         f"{head['conditions']['server_fsync']}, {head['versions']['mailvault']}, {head['versions']['mbsync']}",
         f"corpus: {head['corpus']['messages']:,} messages; load average (1 min) over the runs: "
-        f"{min(loads):.2f}-{max(loads):.2f}",
+        f"{min(loads):.2f}-{max(loads):.2f}; CPU calibration (zstd -9 of 4 MiB, CPU s): "
+        f"{_calibration_range(runs)}",
         "",
         f"{'operation':<16}{'tool':<12}{'median s':>9}  {'range s':<13}{'ratio to mbsync (runs)':<34}{'median':>7}  target",
         "-" * 108,

@@ -47,3 +47,22 @@ def test_summary_takes_ratios_within_runs_and_counts_targets() -> None:
     text = render(s, runs)
     assert "met in 2/3 runs" in text
     assert "<= 1 s: met in 2/3 runs" in text
+
+
+def test_the_header_shows_the_hosts_cpu_calibration_range() -> None:
+    """The host's speed drifts on a shared VM: the summary shows the calibrations of all runs
+    (start and end of each), and says n/a for reports written before the calibration existed."""
+    runs = [_run(2.0, 10.0, 0.3), _run(2.2, 5.5, 1.2)]
+    runs[0]["host"]["cpu_calibration"] = [0.171, 0.18]
+    runs[1]["host"]["cpu_calibration"] = [0.29, None]
+    assert "CPU calibration (zstd -9 of 4 MiB, CPU s): 0.171-0.290" in render(summarise(runs), runs)
+    old = [_run(2.0, 10.0, 0.3)]
+    assert "CPU calibration (zstd -9 of 4 MiB, CPU s): n/a" in render(summarise(old), old)
+
+
+def test_cpu_calibration_is_a_positive_cpu_time() -> None:
+    from common import CALIBRATION_BYTES, _calibration_text, cpu_calibration
+
+    assert len(_calibration_text()) == CALIBRATION_BYTES
+    value = cpu_calibration()
+    assert value is not None and 0 < value < 30
