@@ -594,7 +594,7 @@ def _cell(r: dict[str, Any]) -> str:
     return f"{r['status'].split(':')[0][:9]:>9}"
 
 
-def _calibration_text(h: dict[str, Any]) -> str:
+def _calibration_cells(h: dict[str, Any]) -> str:
     return " / ".join("n/a" if c is None else f"{c:.3f}" for c in h.get("cpu_calibration") or [None])
 
 
@@ -605,7 +605,7 @@ def render(report: dict[str, Any]) -> str:
         f"mailvault over a slow link: latency benchmark, {report['date']}",
         f"{host_line(h)}; load average (1 min) at start / end: "
         f"{h['loadavg_start'][0]:.2f} / {h['loadavg_end'][0]:.2f}; CPU calibration (zstd -9 of 4 MiB, "
-        f"CPU s) at start / end: {_calibration_text(h)}",
+        f"CPU s) at start / end: {_calibration_cells(h)}",
         f"server: {report['versions']['dovecot']} on loopback, mail_fsync = {cond['server_fsync']}; "
         f"{report['versions']['mailvault']}; {report['versions']['mbsync']} (FSync {cond['mbsync_fsync']}); "
         f"{report['versions']['offlineimap']}",
