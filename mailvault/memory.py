@@ -43,9 +43,9 @@ def tune_gc() -> None:
     ``gc.freeze()`` moves everything allocated so far (the modules imported by then: ~18,000
     objects in the CLI, before a command's own lazy imports) out of the collector's sight, so a
     full collection no longer walks them; a higher young-generation threshold makes collections
-    rarer. Measured on corpus A (8,596 messages),
-    the parent process's collections: restore 0.085 s (185 young, 17 middle, one full) -> 0.015 s
-    (27 young, 2 middle); fresh backup 0.05 s -> 0.01 s.
+    rarer. Measured on corpus A (8,596 messages), the parent process's collections: restore
+    0.085 s (185 young, 17 middle, one full) -> 0.015 s (27 young, 2 middle); fresh backup
+    0.05 s -> 0.01 s.
     """
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
