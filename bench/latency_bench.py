@@ -23,6 +23,10 @@ Operations, each timed for every tool in the same run through the same proxy:
 * ``migrate``: ``src`` into an empty account, IMAP to IMAP, both sides through the IMAPS proxy
   (mailvault ``migrate`` via a new vault; mbsync with two IMAP stores; offlineimap IMAP-IMAP).
 
+What the tools pull (mailvault's vaults, the anchors' Maildirs) goes to ``--store-dir`` (default:
+the temp dir); the report names its file system and what creating one file there costs
+(bench/fscost.py), which a Maildir tool pays once per message.
+
 Every upload is checked afterwards (message count per folder); the Gmail-profile proxy's
 literal rules must not have been broken. Ratios are mailvault's wall time over each anchor's.
 See bench/README.md, "latency_bench.py".
@@ -36,6 +40,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,6 +80,7 @@ from common import (
     table_head,
     tool_version,
 )
+from fscost import describe as describe_store
 from latency_proxy import LatencyProxy
 from restore_bench import _tree_state, build_maildir, compare_counts, folder_counts
 
@@ -124,6 +130,10 @@ class Ctx:
     expected: dict[str, tuple[int, int]] = field(default_factory=dict)
     gmail_expected: dict[str, tuple[int, int]] = field(default_factory=dict)
     users: int = 0
+    #: Where every tool writes what it pulls: mailvault's vaults and cache, the anchors' Maildirs
+    #: (``--store-dir``; the temp dir by default). A Maildir tool pays the file system's cost per
+    #: created file once per message (bench/fscost.py), so the report names it.
+    store: Path = Path()
 
     def new_user(self, base: str) -> str:
         self.users += 1
@@ -134,9 +144,9 @@ class Ctx:
 
     def measure(self, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
         # Every timed command starts with nothing left to write back to disk: a tool that fsyncs
-        # (mbsync's FSync yes) must not pay for the previous command's dirty pages. (It does not
-        # explain mbsync's spread on this VM: its corpus A pull took 4.6-5.1 s in the first run
-        # after an idle spell and 10-13 s in the runs after it, with or without this sync.)
+        # (mbsync's FSync yes) must not pay for the previous command's dirty pages. (mbsync's
+        # spread on this VM, 3-15 s for corpus A's pull, comes from the disk's cost per created
+        # file, 0.7 ms and varying, not from fsync: see bench/fscost.py and --store-dir.)
         os.sync()
         return measure(cmd, env=env or self.env, cwd=cwd or self.top, timeout=self.args.timeout)
 
@@ -161,8 +171,8 @@ class Mailvault:
             raise BenchError("the mailvault CLI is needed (pip install -e .)")
         self.mv = mv
         self.ctx = ctx
-        self.vault = ctx.top / "mv-vault"
-        self.env = mailvault_env(ctx.env, ctx.top / "mv-cache")
+        self.vault = ctx.store / "mv-vault"
+        self.env = mailvault_env(ctx.env, ctx.store / "mv-cache")
         self.extra = ctx.args.mailvault_arg or []
 
     def url(self, user: str, *, gmail: bool = False) -> list[str]:
@@ -248,7 +258,7 @@ class Mailvault:
     def migrate(self) -> Any:
         user = self.ctx.new_user("mvm")
         expected = folder_counts(self.ctx.server, "src")
-        vault = self.ctx.top / "mv-migrate-vault"
+        vault = self.ctx.store / "mv-migrate-vault"
         init_vault(self.mv, vault, env=self.env, cwd=self.ctx.top, timeout=self.ctx.args.timeout)
         p = self.ctx.tls_proxy.port
         cmd = [
@@ -289,7 +299,7 @@ class MaildirTool:
             raise NotInstalled
         self.exe = exe
         self.ctx = ctx
-        self.pull_dir = ctx.top / self.pull_name
+        self.pull_dir = ctx.store / self.pull_name
 
     def pull(self) -> Any:
         raise NotImplementedError
@@ -477,8 +487,9 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
     shaping = {"rtt_ms": args.rtt_ms, "bandwidth_mbit": args.bandwidth_mbit}
     tls_proxy = LatencyProxy(server.host, server.imaps_port, **shaping).start()
     gmail_proxy = LatencyProxy(server.host, server.imap_port, gmail=True, **shaping).start()
+    store = Path(tempfile.mkdtemp(prefix="store-", dir=args.store_dir)) if args.store_dir else top
     try:
-        ctx = Ctx(server, top, env, args, tls_proxy, gmail_proxy, corpus, gcorpus)
+        ctx = Ctx(server, top, env, args, tls_proxy, gmail_proxy, corpus, gcorpus, store=store)
         ctx.expected = folder_counts(server, "src")
         ctx.gmail_expected = folder_counts(server, "gsrc")
         names = {n for n, _ in corpus.folders}
@@ -489,6 +500,11 @@ def _bench(args: argparse.Namespace, top: Path, server: Any) -> int:
     finally:
         tls_proxy.stop()
         gmail_proxy.stop()
+        if store != top:
+            if args.keep:
+                log(f"kept {store}")
+            else:
+                shutil.rmtree(store, ignore_errors=True)
 
 
 def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) -> int:
@@ -540,6 +556,7 @@ def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) ->
                     )
     load_end = loadavg()
     calibration.append(cpu_calibration())
+    store_info = describe_store(ctx.store)
     out = {t: {op: r.as_dict() for op, r in rs.items()} for t, rs in results.items()}
     ratios = []
     for op, _ in OPS:
@@ -568,6 +585,7 @@ def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) ->
             "imaps_proxy": ctx.tls_proxy.describe(),
             "gmail_proxy": ctx.gmail_proxy.describe(),
             "mailvault_args": args.mailvault_arg or [],
+            "store": store_info,
         },
         "versions": {
             "dovecot": "Dovecot " + tool_version([ctx.server.dovecot_bin, "--version"]).split()[0],
@@ -598,6 +616,15 @@ def _calibration_cells(h: dict[str, Any]) -> str:
     return " / ".join("n/a" if c is None else f"{c:.3f}" for c in h.get("cpu_calibration") or [None])
 
 
+def _store_line(store: dict[str, Any] | None) -> str:
+    if not store:
+        return "where the tools store: not recorded"
+    return (
+        f"where the tools store (vaults, Maildirs): {store['path']} ({store['fs']}); creating a 4 KiB "
+        f"file there: {store['file_create_us']:,.0f} us (a Maildir tool pays it once per message)"
+    )
+
+
 def render(report: dict[str, Any]) -> str:
     c, g, h, cond = report["corpus"], report["gmail_corpus"], report["host"], report["conditions"]
     res = report["results"]
@@ -611,6 +638,7 @@ def render(report: dict[str, Any]) -> str:
         f"{report['versions']['offlineimap']}",
         f"link: {cond['imaps_proxy']} (IMAPS, Dovecot's capabilities); Gmail profile: no MULTIAPPEND, "
         "LITERAL-, APPENDLIMIT, no STARTTLS (plain port)",
+        _store_line(cond.get("store")),
         f"corpus: {c['messages']:,} messages of {c['path']} ({c['raw_bytes'] / 1e6:.1f} MB); "
         f"Gmail-profile restore: {g['messages']:,} of them",
         "",
@@ -667,6 +695,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="Dovecot's mail_fsync (default: optimized, Dovecot's own default)")  # fmt: skip
     ap.add_argument(
         "--mbsync-fsync", default="yes", choices=("yes", "no"), help="mbsync's FSync (default yes)"
+    )
+    ap.add_argument(
+        "--store-dir",
+        type=Path,
+        help="where every tool writes what it pulls: mailvault's vaults, the anchors' Maildirs "
+        "(default: the temp dir; e.g. /dev/shm to take the disk's per-file cost out)",
     )
     ap.add_argument("--messages", type=int, help="use only this many messages of the corpus (default: all)")
     ap.add_argument("--gmail-messages", type=int, default=750, help="messages for the Gmail-profile restore")

@@ -82,6 +82,19 @@ def _calibration_range(runs: list[dict[str, Any]]) -> str:
     return f"{min(values):.3f}-{max(values):.3f}" if values else "n/a"
 
 
+def _store_range(runs: list[dict[str, Any]]) -> str:
+    """Where the tools stored and what creating a file cost there over the runs (bench/fscost.py)."""
+    stores = [r["conditions"].get("store") for r in runs]
+    costs = [s["file_create_us"] for s in stores if s]
+    if not costs:
+        return "where the tools store: not recorded"
+    first = next(s for s in stores if s)
+    return (
+        f"tools stored on {first['fs']}; creating a 4 KiB file there: "
+        f"{min(costs):,.0f}-{max(costs):,.0f} us (a Maildir tool pays it once per message)"
+    )
+
+
 def render(summary: dict[str, Any], runs: list[dict[str, Any]]) -> str:
     head = runs[0]
     loads = [r["host"]["loadavg_start"][0] for r in runs] + [r["host"]["loadavg_end"][0] for r in runs]
@@ -91,6 +104,7 @@ def render(summary: dict[str, Any], runs: list[dict[str, Any]]) -> str:
         f"corpus: {head['corpus']['messages']:,} messages; load average (1 min) over the runs: "
         f"{min(loads):.2f}-{max(loads):.2f}; CPU calibration (zstd -9 of 4 MiB, CPU s): "
         f"{_calibration_range(runs)}",
+        _store_range(runs),
         "",
         f"{'operation':<16}{'tool':<12}{'median s':>9}  {'range s':<13}{'ratio to mbsync (runs)':<34}{'median':>7}  target",
         "-" * 108,
