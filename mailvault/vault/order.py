@@ -20,6 +20,8 @@ import re
 WINDOW_BYTES = 32 << 20
 #: Only the start of a message is searched for its Date header.
 _HEAD = 16 * 1024
+#: The spellings of the field name looked for, commonest first (other mixes of case are rare).
+_SPELLINGS = (b"\nDate:", b"\ndate:", b"\nDATE:")
 _MONTHS = {m: i for i, m in enumerate(b"jan feb mar apr may jun jul aug sep oct nov dec".split(), 1)}
 _DATE = re.compile(
     rb"Date:[ \t]*(?:[A-Za-z]{3},?[ \t]*)?"  # weekday
@@ -36,10 +38,11 @@ def date_key(data: bytes) -> int | None:
     if data[:5].lower() == b"date:":
         at = 0
     else:
-        at = data.find(b"\nDate:", 0, _HEAD)
-        if at < 0:
-            at = data.find(b"\ndate:", 0, _HEAD)
-        if at < 0:
+        for spelling in _SPELLINGS:
+            at = data.find(spelling, 0, _HEAD)
+            if at >= 0:
+                break
+        else:
             return None
         at += 1
     m = _DATE.match(data, at, min(len(data), at + 200))

@@ -22,6 +22,7 @@ MakeRepo = Callable[..., Repository]
         (b"date: 4 Mar 2002 10:07:59 -0700\r\n", 0),  # no weekday, lower case, seconds ignored
         (b"Date:Mon,  4 March 2002 10:08 +0000\r\n", 1),  # long month name, no seconds
         (b"Date: Mon, 04 Mar 02 11:07:00 GMT\r\n", 60),  # two-digit year
+        (b"DATE: MON, 4 MAR 2002 10:09:00 +0100\r\n", 2),  # upper case, as some old mailers write
     ],
 )
 def test_date_key_reads_the_usual_forms(head: bytes, minutes_after_ref: int) -> None:
