@@ -24,8 +24,8 @@ Operations, each timed for every tool in the same run through the same proxy:
   (mailvault ``migrate`` via a new vault; mbsync with two IMAP stores; offlineimap IMAP-IMAP).
 
 What the tools pull (mailvault's vaults, the anchors' Maildirs) goes to ``--store-dir`` (default:
-the temp dir); the report names its file system and what creating one file there costs
-(bench/fscost.py), which a Maildir tool pays once per message.
+the temp dir); the report names its file system and how long a bare Maildir delivery of the
+corpus's message count takes there (bench/fscost.py): a Maildir tool pays that cost per message.
 
 Every upload is checked afterwards (message count per folder); the Gmail-profile proxy's
 literal rules must not have been broken. Ratios are mailvault's wall time over each anchor's.
@@ -145,8 +145,8 @@ class Ctx:
     def measure(self, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
         # Every timed command starts with nothing left to write back to disk: a tool that fsyncs
         # (mbsync's FSync yes) must not pay for the previous command's dirty pages. (mbsync's
-        # spread on this VM, 3-15 s for corpus A's pull, comes from the disk's cost per created
-        # file, 0.7 ms and varying, not from fsync: see bench/fscost.py and --store-dir.)
+        # spread on this VM, 2.3-2.7 s for corpus A's pull into tmpfs and 9.7-14.1 s into the
+        # disk, comes from the disk's cost per created file, which varies: bench/fscost.py.)
         os.sync()
         return measure(cmd, env=env or self.env, cwd=cwd or self.top, timeout=self.args.timeout)
 
@@ -556,7 +556,7 @@ def _run(args: argparse.Namespace, ctx: Ctx, corpus: Corpus, gcorpus: Corpus) ->
                     )
     load_end = loadavg()
     calibration.append(cpu_calibration())
-    store_info = describe_store(ctx.store)
+    store_info = describe_store(ctx.store, corpus.messages, fsync=args.mbsync_fsync == "yes")
     out = {t: {op: r.as_dict() for op, r in rs.items()} for t, rs in results.items()}
     ratios = []
     for op, _ in OPS:
@@ -620,8 +620,9 @@ def _store_line(store: dict[str, Any] | None) -> str:
     if not store:
         return "where the tools store: not recorded"
     return (
-        f"where the tools store (vaults, Maildirs): {store['path']} ({store['fs']}); creating a 4 KiB "
-        f"file there: {store['file_create_us']:,.0f} us (a Maildir tool pays it once per message)"
+        f"where the tools store (vaults, Maildirs): {store['path']} ({store['fs']}); a bare Maildir "
+        f"delivery of {store['files']:,} files there (fsync each: {'yes' if store['fsync'] else 'no'}): "
+        f"{store['delivery_s']:.2f} s"
     )
 
 

@@ -83,15 +83,16 @@ def _calibration_range(runs: list[dict[str, Any]]) -> str:
 
 
 def _store_range(runs: list[dict[str, Any]]) -> str:
-    """Where the tools stored and what creating a file cost there over the runs (bench/fscost.py)."""
-    stores = [r["conditions"].get("store") for r in runs]
-    costs = [s["file_create_us"] for s in stores if s]
-    if not costs:
+    """Where the tools stored and what a bare Maildir delivery took there over the runs
+    (bench/fscost.py)."""
+    stores = [s for s in (r["conditions"].get("store") for r in runs) if s]
+    if not stores:
         return "where the tools store: not recorded"
-    first = next(s for s in stores if s)
+    costs = [s["delivery_s"] for s in stores]
+    first = stores[0]
     return (
-        f"tools stored on {first['fs']}; creating a 4 KiB file there: "
-        f"{min(costs):,.0f}-{max(costs):,.0f} us (a Maildir tool pays it once per message)"
+        f"tools stored on {first['fs']}; a bare Maildir delivery of {first['files']:,} files there "
+        f"(fsync each: {'yes' if first['fsync'] else 'no'}): {min(costs):.2f}-{max(costs):.2f} s"
     )
 
 

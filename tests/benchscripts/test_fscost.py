@@ -9,15 +9,16 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from fscost import describe, file_create_us, fs_type
+from fscost import describe, fs_type, maildir_delivery_s
 
 
-def test_file_create_cost_is_measured_and_leaves_nothing_behind(tmp_path: Path) -> None:
-    cost = file_create_us(tmp_path, files=20)
-    assert cost > 0
+@pytest.mark.parametrize("fsync", [False, True])
+def test_a_delivery_is_timed_and_leaves_nothing_behind(tmp_path: Path, fsync: bool) -> None:
+    seconds = maildir_delivery_s(tmp_path, 20, fsync=fsync)
+    assert seconds > 0
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ValueError):
-        file_create_us(tmp_path, files=0)
+        maildir_delivery_s(tmp_path, 0, fsync=fsync)
 
 
 def test_fs_type_names_the_innermost_mount() -> None:
@@ -33,15 +34,20 @@ def test_fs_type_names_the_innermost_mount() -> None:
 
 
 def test_describe_reports_path_fs_and_cost(tmp_path: Path) -> None:
-    d = describe(tmp_path)
+    d = describe(tmp_path, 15, fsync=False)
     assert d["path"] == str(tmp_path)
     assert isinstance(d["fs"], str) and d["fs"]
-    assert isinstance(d["file_create_us"], float) and d["file_create_us"] > 0
+    assert d["files"] == 15 and d["fsync"] is False
+    assert isinstance(d["delivery_s"], float) and d["delivery_s"] > 0
 
 
 def test_latency_bench_names_the_store_in_its_header() -> None:
     from latency_bench import _store_line
 
-    line = _store_line({"path": "/dev/shm/store-1", "fs": "tmpfs", "file_create_us": 9.2})
-    assert "/dev/shm/store-1 (tmpfs)" in line and ": 9 us" in line
+    line = _store_line(
+        {"path": "/dev/shm/s", "fs": "tmpfs", "files": 8596, "fsync": True, "delivery_s": 0.17}
+    )
+    assert (
+        "/dev/shm/s (tmpfs); a bare Maildir delivery of 8,596 files there (fsync each: yes): 0.17 s" in line
+    )
     assert _store_line(None) == "where the tools store: not recorded"

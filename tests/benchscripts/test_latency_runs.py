@@ -70,8 +70,24 @@ def test_cpu_calibration_is_a_positive_cpu_time() -> None:
 
 def test_the_header_shows_where_the_tools_stored_and_the_file_create_cost() -> None:
     runs = [_run(2.0, 10.0, 0.3), _run(2.2, 5.5, 1.2)]
-    runs[0]["conditions"]["store"] = {"path": "/x", "fs": "ext4", "file_create_us": 690.4}
-    runs[1]["conditions"]["store"] = {"path": "/y", "fs": "ext4", "file_create_us": 1210.0}
-    assert "tools stored on ext4; creating a 4 KiB file there: 690-1,210 us" in render(summarise(runs), runs)
+    runs[0]["conditions"]["store"] = {
+        "path": "/x",
+        "fs": "ext4",
+        "files": 10,
+        "fsync": True,
+        "delivery_s": 3.5,
+    }
+    runs[1]["conditions"]["store"] = {
+        "path": "/y",
+        "fs": "ext4",
+        "files": 10,
+        "fsync": True,
+        "delivery_s": 5.08,
+    }
+    text = render(summarise(runs), runs)
+    assert (
+        "tools stored on ext4; a bare Maildir delivery of 10 files there (fsync each: yes): 3.50-5.08 s"
+        in text
+    )
     old = [_run(2.0, 10.0, 0.3)]
     assert "where the tools store: not recorded" in render(summarise(old), old)
