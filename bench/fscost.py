@@ -76,5 +76,5 @@ def describe(directory: Path, files: int, *, fsync: bool) -> dict[str, object]:
         "fs": fs_type(directory),
         "files": files,
         "fsync": fsync,
-        "delivery_s": round(maildir_delivery_s(directory, files, fsync=fsync), 2),
+        "delivery_s": round(maildir_delivery_s(directory, files, fsync=fsync), 4),
     }

@@ -3,20 +3,25 @@
 time and its range, and mailvault's ratio to each anchor run by run (each run times every tool in
 the same minute, so a ratio is taken within one run, never across runs).
 
-Why: on a 2-CPU VM an anchor's figure can swing by 2x between runs (mbsync's ``FSync yes`` pull waits
-on the VM's disk: 5.1-11.2 s for the same corpus A pull on one quiet morning), so a single run's
-ratio says little. The summary gives the median ratio and in how many runs each target was met.
+Why: on a 2-CPU VM an anchor's figure can swing by 2x between runs (mbsync's pull into the VM's
+disk: 5-15 s for the same corpus A pull, from the disk's varying cost per created file), so a
+single run's ratio says little. The summary gives the median ratio and in how many runs each target was met.
 
     python bench/latency_runs.py --runs 5 -- --tools mailvault,mbsync --ops fresh,noop,restore
     python bench/latency_runs.py --runs 3 --json -- --ops restore-gmail > out.json
+    python bench/latency_runs.py --runs 3 --alternate "--store-dir /dev/shm" -- --tools mailvault,mbsync --ops fresh
 
-Everything after ``--`` goes to latency_bench.py unchanged (``--json`` is added).
+Everything after ``--`` goes to latency_bench.py unchanged (``--json`` is added). ``--alternate
+ARGS`` runs every run twice, once as given and once with ARGS added, one after the other (the
+host's speed drifts over the hours, so two series compare only when interleaved), and prints a
+summary of each.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -136,19 +141,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=5, help="how many runs (default 5)")
     ap.add_argument("--timeout", type=float, default=3600, help="seconds per run (default 3600)")
     ap.add_argument("--json", action="store_true", help="print the runs and the summary as JSON")
+    ap.add_argument(
+        "--alternate",
+        metavar="ARGS",
+        help="a second series, interleaved run by run: latency_bench.py arguments added to the first's",
+    )
     args = ap.parse_args(ours)
     if args.runs < 1:
         ap.error("--runs must be at least 1")
-    runs = []
+    series = series_args(bench_args, args.alternate)
+    runs: list[list[dict[str, Any]]] = [[] for _ in series]
     for i in range(args.runs):
-        log(f"run {i + 1}/{args.runs} (load {loadavg()[0]:.2f})")
-        runs.append(_one_run(bench_args, args.timeout))
-    summary = summarise(runs)
+        for k, (label, extra) in enumerate(series):
+            log(f"run {i + 1}/{args.runs}{label} (load {loadavg()[0]:.2f})")
+            runs[k].append(_one_run(extra, args.timeout))
+    out = [
+        {"args": extra, "runs": rs, "summary": summarise(rs)}
+        for (_, extra), rs in zip(series, runs, strict=True)
+    ]
     if args.json:
-        print(json.dumps({"runs": runs, "summary": summary}, indent=2))
+        print(json.dumps(out[0] if len(out) == 1 else {"series": out}, indent=2))
     else:
-        print(render(summary, runs))
+        print(
+            "\n\n".join(
+                (f"series {k + 1}: latency_bench.py {shlex.join(s['args'])}\n" if len(out) > 1 else "")
+                + render(s["summary"], s["runs"])
+                for k, s in enumerate(out)
+            )
+        )
     return 0
+
+
+def series_args(bench_args: list[str], alternate: str | None) -> list[tuple[str, list[str]]]:
+    """(log label, latency_bench.py arguments) of each series: the given arguments, and with
+    ``alternate`` (split as a shell would) added when it is given."""
+    if alternate is None:
+        return [("", bench_args)]
+    return [(" (series 1)", bench_args), (" (series 2)", [*bench_args, *shlex.split(alternate)])]
 
 
 if __name__ == "__main__":

@@ -91,3 +91,15 @@ def test_the_header_shows_where_the_tools_stored_and_the_file_create_cost() -> N
     )
     old = [_run(2.0, 10.0, 0.3)]
     assert "where the tools store: not recorded" in render(summarise(old), old)
+
+
+def test_an_alternate_series_adds_its_arguments_to_the_first() -> None:
+    from latency_runs import series_args
+
+    assert series_args(["--ops", "fresh"], None) == [("", ["--ops", "fresh"])]
+    both = series_args(["--ops", "fresh"], "--store-dir '/dev/shm/a b'")
+    assert [extra for _, extra in both] == [
+        ["--ops", "fresh"],
+        ["--ops", "fresh", "--store-dir", "/dev/shm/a b"],
+    ]
+    assert both[0][0] != both[1][0]
