@@ -2,10 +2,10 @@
 
 A Maildir tool (mbsync, offlineimap) creates one file per message and renames it into place;
 mailvault writes a few pack files. So a pull's wall time depends on the file system's cost per
-file as much as on the network. Measured on this VM (2026-12-03), a bare delivery of 8,596 files
-of 4.9 KiB (create in tmp/, write, close, rename into cur/) took 2.7-3.5 s on the root ext4 disk
-(5.1 s with an fsync per file) and 0.17 s on tmpfs; mbsync's pull of corpus A took 9.7-14.1 s
-into the disk and 2.3-2.7 s into tmpfs. A report that compares the tools carries the figure for
+file as much as on the network. Measured on this VM (2026-12-03 afternoon), a bare delivery of
+8,596 files of 4.9 KiB (create in tmp/, write, close, rename into cur/) took 2.7-3.5 s on the root
+ext4 disk, 2.1-11.5 s with an fsync per file, and 0.17-0.28 s on tmpfs; mbsync's pull of corpus A
+took 5.4-16.6 s into the disk and 2.3-2.9 s into tmpfs. A report that compares the tools carries the figure for
 the directory they wrote to (``--store-dir`` of latency_bench.py).
 """
 

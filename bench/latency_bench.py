@@ -145,7 +145,7 @@ class Ctx:
     def measure(self, cmd: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> Any:
         # Every timed command starts with nothing left to write back to disk: a tool that fsyncs
         # (mbsync's FSync yes) must not pay for the previous command's dirty pages. (mbsync's
-        # spread on this VM, 2.3-2.7 s for corpus A's pull into tmpfs and 9.7-14.1 s into the
+        # spread on this VM, 2.3-2.9 s for corpus A's pull into tmpfs and 5.4-16.6 s into the
         # disk, comes from the disk's cost per created file, which varies: bench/fscost.py.)
         os.sync()
         return measure(cmd, env=env or self.env, cwd=cwd or self.top, timeout=self.args.timeout)
