@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import select
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
@@ -116,6 +118,7 @@ class ReorderProxy:
                     continue
                 tag = response.split(b" ", 1)[0]
                 if tag in body_tags:
+                    self._let_up_catch_up(client)
                     client.sendall(self._awkward(held) + response)
                     held = []
                     with self._lock:
@@ -131,6 +134,17 @@ class ReorderProxy:
         finally:
             with contextlib.suppress(OSError):
                 client.shutdown(socket.SHUT_WR)
+
+    @staticmethod
+    def _let_up_catch_up(client: socket.socket) -> None:
+        """Before a body FETCH's answer is released: whatever the client has sent by now (a next
+        command it pipelined before this answer) is first read by the other thread, so the
+        in-flight count does not depend on how the two threads are scheduled on a loaded machine.
+        (On loopback, data sent is in our receive buffer when the client's send returns.)"""
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline and select.select([client], [], [], 0)[0]:
+            time.sleep(0.001)
+        time.sleep(0.02)  # the reading thread registers what it read
 
     def _awkward(self, held: list[bytes]) -> bytes:
         """The held responses reversed, unsolicited FETCH responses before them."""
