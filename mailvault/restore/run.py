@@ -23,6 +23,8 @@ from mailvault.workers import WorkerDied
 
 #: A folder is split over connections in parts of at least this many messages.
 MIN_PART = 250
+#: Messages whose place in the vault is looked up at once before they are read.
+PREFETCH = 500
 
 
 #: After a worker process died mid-folder: the folder must keep its message count this long
@@ -319,6 +321,8 @@ class _Restore(_FolderMixin, _UploadMixin, _GmailMixin):
         with self.progress.bar(p.target[:30], total=len(work)) as bar:
             for i, w in enumerate(work):
                 bar.update()
+                if i % PREFETCH == 0:  # where the next messages are: one index query, not one each
+                    self.repo.prefetch([bytes.fromhex(x.entry.blob) for x in work[i : i + PREFETCH]])
                 try:
                     raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
                 except (IntegrityError, FormatError, ObjectNotFound) as exc:

@@ -17,6 +17,7 @@ from mailvault.vault.damage import LostFolder, LostMessage, assess_snapshot, sca
 from mailvault.vault.format import BLOB_SKELETON, PackHeader, id_from_name, pack_name
 from mailvault.vault.index import iter_index_files
 from mailvault.vault.repository import Repository
+from mailvault.vault.skeletons import broken_skeletons
 
 
 @dataclass
@@ -104,7 +105,7 @@ def check(repo: Repository, *, read_data: bool = False, progress: Progress = QUI
         return blob not in lost and cache.has(blob)
 
     # A message stored as a skeleton is lost with any of its attachment parts.
-    broken = repo.broken_skeletons(present) if (lost or report.damaged) else set()
+    broken = broken_skeletons(repo, present) if (lost or report.damaged) else set()
     if read_data:
         broken |= _unbuildable(repo, present, broken, report)
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -36,6 +37,14 @@ from mailvault.vault.format import (
 )
 
 SCHEMA_VERSION = "2"
+#: Blob ids per query of :meth:`IndexCache.lookup_many` (SQLite allows 999 variables at least).
+LOOKUP_CHUNK = 500
+#: Where a blob is (id, pack, block with its offset, sizes and dictionary, offset, length, type),
+#: completed by "=?" or "IN (...)".
+_LOCATION = (
+    "SELECT b.id, p.id, b.block, k.offset, k.sealed_len, k.raw_len, k.dict, b.offset, b.length, b.type "
+    "FROM blobs b JOIN packs p ON p.n=b.pack JOIN blocks k ON k.pack=b.pack AND k.block=b.block WHERE b.id"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
@@ -62,6 +71,11 @@ class Location:
     offset: int
     length: int
     type: int
+
+
+def _location(r: tuple[Any, ...]) -> Location:
+    """A :class:`Location` from a row of a :data:`_LOCATION` query."""
+    return Location(bytes(r[1]), r[2], BlockInfo(r[3], r[4], r[5], bytes(r[6])), r[7], r[8], r[9])
 
 
 def default_cache_root() -> Path:
@@ -247,17 +261,18 @@ class IndexCache:
         return self._db.execute("SELECT 1 FROM blobs WHERE id=?", (blob_id,)).fetchone() is not None
 
     def lookup(self, blob_id: bytes) -> Location | None:
-        row = self._db.execute(
-            "SELECT p.id, b.block, k.offset, k.sealed_len, k.raw_len, k.dict, b.offset, b.length, b.type "
-            "FROM blobs b JOIN packs p ON p.n=b.pack JOIN blocks k ON k.pack=b.pack AND k.block=b.block "
-            "WHERE b.id=?",
-            (blob_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Location(
-            bytes(row[0]), row[1], BlockInfo(row[2], row[3], row[4], bytes(row[5])), row[6], row[7], row[8]
-        )
+        row = self._db.execute(_LOCATION + "=?", (blob_id,)).fetchone()
+        return None if row is None else _location(row)
+
+    def lookup_many(self, blob_ids: Sequence[bytes]) -> dict[bytes, Location]:
+        """:meth:`lookup` of many blobs in one query per :data:`LOOKUP_CHUNK` ids (about a fourth
+        of the CPU of one query each); ids not in the index are left out."""
+        out: dict[bytes, Location] = {}
+        for i in range(0, len(blob_ids), LOOKUP_CHUNK):
+            chunk = blob_ids[i : i + LOOKUP_CHUNK]
+            stmt = f"{_LOCATION} IN ({','.join('?' * len(chunk))})"  # placeholders only: the ids are bound
+            out.update((bytes(r[0]), _location(r)) for r in self._db.execute(stmt, chunk))
+        return out
 
     def find_prefix(self, hex_prefix: str, blob_type: int, limit: int = 2) -> list[bytes]:
         """Blob ids of ``blob_type`` starting with ``hex_prefix`` (at most ``limit``). Messages

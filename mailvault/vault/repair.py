@@ -43,6 +43,7 @@ from mailvault.vault.format import (
 from mailvault.vault.index import encode_index_file, load_index_files, rebuild
 from mailvault.vault.packs import open_block
 from mailvault.vault.repository import Repository
+from mailvault.vault.skeletons import broken_skeletons
 from mailvault.vault.snapshots import Snapshot, SnapshotFolder, encode_manifest
 
 #: Index files written by repair hold at most this many packs each.
@@ -231,7 +232,7 @@ class _Repair:
 
         # A message stored as a skeleton is lost with any of its attachment parts.
         r = self.report
-        broken = self.repo.broken_skeletons(present) if (r.packs_damaged or r.packs_missing) else set()
+        broken = broken_skeletons(self.repo, present) if (r.packs_damaged or r.packs_missing) else set()
 
         def readable(blob_id: bytes) -> bool:
             return present(blob_id) and blob_id not in broken

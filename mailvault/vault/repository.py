@@ -12,13 +12,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import zstandard
 
-from mailvault.errors import FormatError, IntegrityError, MailvaultError
+from mailvault.errors import FormatError, IntegrityError
 from mailvault.storage.base import Backend
 from mailvault.vault import sia, snapshot_store
 from mailvault.vault.crypto import Sealer
@@ -96,6 +96,8 @@ class Repository:
         self._cache_blocks = BLOCK_CACHE_BLOCKS
         self._cache_bytes = BLOCK_CACHE_BYTES
         self._read_lock = threading.RLock()  # block cache and index cache are shared by readers
+        #: Locations looked up ahead in one query (:meth:`prefetch`), each taken once by :meth:`locate`.
+        self._located: dict[bytes, Location] = {}
         self._dicts: dict[bytes, zstandard.ZstdCompressionDict] = {}
         #: Encrypted vault: the id of the key file the password opened, and the master key
         #: (kept for ``mailvault key add``; it is in memory anyway, inside the sealer).
@@ -232,7 +234,16 @@ class Repository:
         return dict_id
 
     # -- reading blobs ----------------------------------------------------------------------------
+    def prefetch(self, blob_ids: Sequence[bytes]) -> None:
+        """Look up where ``blob_ids`` are in one query per 500 (a restore's next messages), so
+        that reading them costs no index query each. Each location is used once."""
+        with self._read_lock:
+            self._located.update(self.cache.lookup_many(blob_ids))
+
     def locate(self, blob_id: bytes) -> Location:
+        loc = self._located.pop(blob_id, None)
+        if loc is not None:
+            return loc
         loc = self.cache.lookup(blob_id)
         if loc is None and not self._index_refreshed:
             # Perhaps in an index file another process wrote since this cache was synced: sync
@@ -317,36 +328,6 @@ class Repository:
             raise IntegrityError(f"blob {blob_id.hex()[:12]} fails its hash check")
         return loc.type, data
 
-    def broken_skeletons(self, present: Callable[[bytes], bool]) -> set[bytes]:
-        """Messages stored as skeletons that cannot be rebuilt: the skeleton itself or one of its
-        parts is not ``present`` (used by check and repair on a damaged vault)."""
-        broken: set[bytes] = set()
-        for blob_id, _loc in self.cache.iter_type(BLOB_SKELETON):
-            if not present(blob_id):
-                continue
-            try:
-                parts = sia.part_ids(self.read_stored(blob_id)[1])
-            except MailvaultError:
-                broken.add(blob_id)
-                continue
-            if not all(present(p) for p in parts):
-                broken.add(blob_id)
-        return broken
-
-    def skeleton_parts(self, blob_ids: Iterable[bytes]) -> set[bytes]:
-        """The parts that the skeletons among ``blob_ids`` refer to (reads only the skeletons)."""
-        wanted = set(blob_ids)
-        skeletons = [(loc, i) for i, loc in self.cache.iter_type(BLOB_SKELETON) if i in wanted]
-        skeletons.sort(key=lambda x: (x[0].pack_id, x[0].block_no, x[0].offset))  # one read per block
-        parts: set[bytes] = set()
-        for _loc, blob_id in skeletons:
-            _type, data = self.read_stored(blob_id)
-            try:
-                parts.update(sia.part_ids(data))
-            except FormatError as exc:
-                raise IntegrityError(f"message {blob_id.hex()[:12]}: {exc}") from None
-        return parts
-
     def read_manifest(self, folder: SnapshotFolder) -> list[ManifestEntry]:
         return decode_manifest(self.read_blob(bytes.fromhex(folder.manifest)))
 
@@ -384,6 +365,7 @@ class Repository:
         """Bring the index cache up to date with ``index/`` (after prune replaced it)."""
         self.cache.sync(self.backend, self.sealer)
         self._blocks.clear()
+        self._located.clear()
 
     def iter_messages(
         self, snapshot: Snapshot, folders: list[str] | None = None

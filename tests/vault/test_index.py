@@ -92,6 +92,30 @@ def test_sync_loads_new_index_files_and_lookup(backend: Backend, sealer: Sealer,
         cache.close()
 
 
+def test_lookup_many_answers_as_lookup_does(
+    backend: Backend, sealer: Sealer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One query per chunk of ids; every id the index knows comes back as lookup() has it,
+    unknown ones are left out (also across a chunk boundary)."""
+    import mailvault.vault.index as index_module
+
+    monkeypatch.setattr(index_module, "LOOKUP_CHUNK", 3)
+    m1, m2 = msgs("one", 4), msgs("two", 5)
+    put_index(backend, sealer, [make_pack(sealer, m1), make_pack(sealer, m2, BLOB_MANIFEST)])
+    cache = IndexCache(tmp_path / "index.sqlite")
+    try:
+        cache.sync(backend, sealer)
+        known = [sha256(m) for m in m1 + m2]
+        unknown = [sha256(b"not stored %d" % i) for i in range(3)]
+        asked = [known[0], unknown[0], *known[1:5], unknown[1], *known[5:], unknown[2]]
+        got = cache.lookup_many(asked)
+        assert set(got) == set(known)
+        assert all(got[i] == cache.lookup(i) for i in known)
+        assert cache.lookup_many([]) == {}
+    finally:
+        cache.close()
+
+
 def test_sync_rebuilds_when_an_index_file_vanishes(backend: Backend, sealer: Sealer, tmp_path: Path) -> None:
     m1, m2 = msgs("one", 3), msgs("two", 3)
     i1 = put_index(backend, sealer, [make_pack(sealer, m1)])

@@ -650,3 +650,24 @@ def test_block_cache_is_sized_per_reader(make_repo: MakeRepo, monkeypatch: pytes
             for blob_id in ids:
                 assert sha256(repo.read_blob(blob_id)) == blob_id
         assert len(decodes) == expected, readers
+
+
+def test_prefetched_locations_are_used_once_and_read_the_same_bytes(make_repo: MakeRepo) -> None:
+    """``prefetch`` looks up many blobs in one go; ``read_blob`` then takes each location once
+    (a second read, or a blob not prefetched, asks the index as before)."""
+    repo = make_repo()
+    msgs = [make_message(i, size=3000, seed=9) for i in range(40)]
+    write_snapshot(repo, {"INBOX": msgs})
+    ids = [bytes.fromhex(sha(m)) for m in msgs]
+    queries: list[bytes] = []
+    real_lookup = repo.cache.lookup
+
+    def counting(blob_id: bytes) -> Any:
+        queries.append(blob_id)
+        return real_lookup(blob_id)
+
+    repo.cache.lookup = counting  # type: ignore[method-assign]
+    repo.prefetch(ids[:30])
+    assert [repo.read_blob(i) for i in ids] == msgs
+    assert queries == ids[30:]  # the prefetched 30 needed no query of their own
+    assert repo.read_blob(ids[0]) == msgs[0] and queries[-1] == ids[0]  # used once

@@ -17,6 +17,7 @@ from mailvault.vault.format import BLOB_MESSAGE, BLOB_PART, BLOB_SKELETON, pack_
 from mailvault.vault.prune import prune
 from mailvault.vault.repair import repair
 from mailvault.vault.repository import Repository, VaultParams
+from mailvault.vault.skeletons import skeleton_parts
 from mailvault.vault.stats import vault_stats
 from tests.common import FAST_SCRYPT
 from tests.sia_mail import generate
@@ -181,7 +182,7 @@ def test_prune_keeps_parts_that_kept_skeletons_need(make_repo: MakeRepo) -> None
     assert repo.cache.blob_stats(BLOB_PART)[0] <= parts_before
     # Exactly the parts the kept skeletons name survive.
     kept_msgs = {sha256(m) for m in MAIL[30:]}
-    assert {i for i, _ in repo.cache.iter_type(BLOB_PART)} == repo.skeleton_parts(kept_msgs)
+    assert {i for i, _ in repo.cache.iter_type(BLOB_PART)} == skeleton_parts(repo, kept_msgs)
     assert check(repo, read_data=True).ok
 
 
