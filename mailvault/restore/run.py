@@ -318,13 +318,15 @@ class _Restore(_FolderMixin, _UploadMixin, _GmailMixin):
         skipped_rows: list[tuple[str, int, int | None]] = []
         dropped: set[str] = set()
         uploader = _Uploader(self, p, state)
+        ids: list[bytes] = []
         with self.progress.bar(p.target[:30], total=len(work)) as bar:
             for i, w in enumerate(work):
                 bar.update()
                 if i % PREFETCH == 0:  # where the next messages are: one index query, not one each
-                    self.repo.prefetch([bytes.fromhex(x.entry.blob) for x in work[i : i + PREFETCH]])
+                    ids = [bytes.fromhex(x.entry.blob) for x in work[i : i + PREFETCH]]
+                    self.repo.prefetch(ids)
                 try:
-                    raw = self.repo.read_blob(bytes.fromhex(w.entry.blob))
+                    raw = self.repo.read_blob(ids[i % PREFETCH])
                 except (IntegrityError, FormatError, ObjectNotFound) as exc:
                     self._count(p, failed=1)
                     self.result.failures.append(
